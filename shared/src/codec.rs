@@ -1,0 +1,221 @@
+//! The one way in and out of bytes: bincode 2 (serde) with a size limit on decode.
+//!
+//! Every call site goes through [`encode_into`] and [`decode`], so none can forget the
+//! limit or the configuration. The configuration is bincode's `standard()`: little
+//! endian, variable-length integers (LEB128-like, see docs/PROTOCOL.md), `f32` as four
+//! bytes. Decoding must consume the whole message: trailing bytes are an error, since
+//! they mean the peer and we disagree on the format.
+//!
+//! Snapshots are the one message the server sends to many players with mostly the same
+//! bytes. [`encode_snapshot_body`] and [`write_snapshot`] split the encoding so the
+//! entity list is encoded once per tick and only a few header bytes are per player,
+//! while the result is byte-for-byte the encoding of [`ServerMsg::Snapshot`].
+
+use bincode::config::{Configuration, Limit, LittleEndian, Varint};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::message::{EntityState, ServerMsg};
+
+/// Ceiling on what one decode may claim to allocate (strings, lists), whatever the
+/// message size limit: a lying length prefix fails fast instead of allocating.
+pub const DECODE_ALLOC_LIMIT: usize = 16 << 20;
+
+type Config = Configuration<LittleEndian, Varint, Limit<DECODE_ALLOC_LIMIT>>;
+
+const CONFIG: Config = bincode::config::standard().with_limit::<DECODE_ALLOC_LIMIT>();
+
+/// Wire index of [`ServerMsg::Snapshot`]: the variant's position in the enum.
+const SNAPSHOT_VARIANT: u32 = 1;
+
+/// Encoding failed. With the message types of this crate this only happens on a bug
+/// (bincode has no reason to refuse them), but the error is typed rather than a panic.
+#[derive(Debug, thiserror::Error)]
+#[error("encode failed: {0}")]
+pub struct EncodeError(#[from] bincode::error::EncodeError);
+
+/// Why bytes did not decode into a message.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The message is longer than the limit; nothing was decoded.
+    #[error("message of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Length of the message.
+        len: usize,
+        /// The limit in force.
+        max: usize,
+    },
+    /// The bytes are not a valid encoding (truncated, unknown variant, bad UTF-8, ...).
+    #[error("malformed message: {0}")]
+    Malformed(#[from] bincode::error::DecodeError),
+    /// A message decoded but bytes were left over.
+    #[error("{extra} trailing bytes after the message")]
+    TrailingBytes {
+        /// How many bytes were not consumed.
+        extra: usize,
+    },
+}
+
+/// Appends the encoding of `msg` to `out` and returns how many bytes were written.
+/// `out` is reused across calls by the caller, so steady-state encoding does not allocate.
+///
+/// # Errors
+/// [`EncodeError`] if bincode refuses the value (not expected for protocol types).
+pub fn encode_into<T: Serialize + ?Sized>(
+    msg: &T,
+    out: &mut Vec<u8>,
+) -> Result<usize, EncodeError> {
+    let before = out.len();
+    bincode::serde::encode_into_std_write(msg, out, CONFIG)?;
+    Ok(out.len() - before)
+}
+
+/// Decodes one whole message, refusing anything longer than `max_bytes` before looking
+/// at it. Never panics, whatever the bytes.
+///
+/// # Errors
+/// [`DecodeError`] says whether the message was too large, malformed or too long.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], max_bytes: usize) -> Result<T, DecodeError> {
+    if bytes.len() > max_bytes {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max: max_bytes,
+        });
+    }
+    let (msg, used) = bincode::serde::decode_from_slice(bytes, CONFIG)?;
+    if used != bytes.len() {
+        return Err(DecodeError::TrailingBytes {
+            extra: bytes.len() - used,
+        });
+    }
+    Ok(msg)
+}
+
+/// Appends the shared part of a snapshot (the entity list) to `out`. Done once per tick.
+///
+/// # Errors
+/// As [`encode_into`].
+pub fn encode_snapshot_body(
+    entities: &[EntityState],
+    out: &mut Vec<u8>,
+) -> Result<usize, EncodeError> {
+    encode_into(entities, out)
+}
+
+/// Appends one player's complete snapshot message to `out`: the per-player header
+/// (variant, tick, last applied input) followed by a body from [`encode_snapshot_body`].
+/// The result decodes as [`ServerMsg::Snapshot`].
+///
+/// # Errors
+/// As [`encode_into`].
+pub fn write_snapshot(
+    tick: u64,
+    last_input_seq: u32,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<usize, EncodeError> {
+    let before = out.len();
+    encode_into(&(SNAPSHOT_VARIANT, tick, last_input_seq), out)?;
+    out.extend_from_slice(body);
+    Ok(out.len() - before)
+}
+
+/// Convenience for tests and tools: a message encoded into a fresh `Vec`.
+///
+/// # Errors
+/// As [`encode_into`].
+pub fn encode_to_vec<T: Serialize + ?Sized>(msg: &T) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::new();
+    encode_into(msg, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes a server message with no practical size limit beyond [`DECODE_ALLOC_LIMIT`];
+/// what clients use, since snapshots of big worlds exceed the inbound limit a server
+/// applies to its players.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_server(bytes: &[u8]) -> Result<ServerMsg, DecodeError> {
+    decode(bytes, DECODE_ALLOC_LIMIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::*;
+    use glam::Vec2;
+
+    fn world(n: u32) -> Vec<EntityState> {
+        (0..n)
+            .map(|i| EntityState {
+                id: i,
+                kind: if i % 7 == 0 {
+                    EntityKind::Avatar
+                } else {
+                    EntityKind::Npc
+                },
+                pos: Vec2::new(i as f32, 1000.0 - i as f32),
+                vel: Vec2::new(-3.5, 80.0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn split_snapshot_equals_whole_encoding() {
+        let entities = world(300);
+        let whole = encode_to_vec(&ServerMsg::Snapshot(Snapshot {
+            tick: 1_234_567,
+            last_input_seq: 99_999,
+            entities: entities.clone(),
+        }))
+        .unwrap();
+        let mut body = Vec::new();
+        encode_snapshot_body(&entities, &mut body).unwrap();
+        let mut split = Vec::new();
+        write_snapshot(1_234_567, 99_999, &body, &mut split).unwrap();
+        assert_eq!(split, whole);
+    }
+
+    #[test]
+    fn size_limit_is_checked_first() {
+        let bytes = encode_to_vec(&ClientMsg::Ping(Ping { nonce: 7 })).unwrap();
+        let err = decode::<ClientMsg>(&bytes, bytes.len() - 1).unwrap_err();
+        assert!(matches!(err, DecodeError::TooLarge { .. }));
+        assert_eq!(
+            decode::<ClientMsg>(&bytes, bytes.len()).unwrap(),
+            ClientMsg::Ping(Ping { nonce: 7 })
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut bytes = encode_to_vec(&ClientMsg::Ping(Ping { nonce: 7 })).unwrap();
+        bytes.push(0);
+        assert!(matches!(
+            decode::<ClientMsg>(&bytes, 1024),
+            Err(DecodeError::TrailingBytes { extra: 1 })
+        ));
+    }
+
+    #[test]
+    fn lying_length_prefix_does_not_allocate() {
+        // Snapshot variant, tick 0, seq 0, then a u64 length of 2^62 entities.
+        let mut bytes = vec![1, 0, 0, 253];
+        bytes.extend_from_slice(&(1u64 << 62).to_le_bytes());
+        assert!(matches!(
+            decode_server(&bytes),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn input_is_small() {
+        let bytes = encode_to_vec(&ClientMsg::Input(Input {
+            seq: 1,
+            movement: Vec2::new(1.0, 0.0),
+            buttons: 0,
+        }))
+        .unwrap();
+        assert_eq!(bytes.len(), 1 + 1 + 8 + 1);
+    }
+}

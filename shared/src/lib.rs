@@ -1,0 +1,35 @@
+//! tickcast-shared: the wire protocol, with no I/O.
+//!
+//! Everything a server and a client must agree on lives here: the message types
+//! ([`message`]), the one codec entry point with its size limits ([`codec`]), the
+//! close codes a connection can end with ([`close`]), and the validation rules for
+//! the text a peer sends ([`validate`]). There is no tokio and no socket in this
+//! crate, so tests, benches and any client (native or a WASM build) can use it as is.
+//!
+//! `docs/PROTOCOL.md` at the repository root is the normative description of the
+//! bytes these types produce.
+
+pub mod close;
+pub mod codec;
+pub mod message;
+pub mod validate;
+
+pub use close::DisconnectReason;
+pub use codec::{decode, encode_into, DecodeError, EncodeError};
+pub use message::{
+    ClientMsg, EntityKind, EntityState, Hello, Input, Ping, Pong, ServerMsg, Snapshot, Welcome,
+};
+
+/// The WebSocket subprotocol a client must offer in `Sec-WebSocket-Protocol`.
+pub const SUBPROTOCOL: &str = "tickcast.v1";
+
+/// Version carried in `Hello` and `Welcome`. Bumped on any incompatible change to
+/// the message encoding; a mismatch ends the connection with
+/// [`DisconnectReason::VersionMismatch`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Default cap on one whole WebSocket message (all fragments together), both ways.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Room a client joins when its URL names none.
+pub const DEFAULT_ROOM: &str = "lobby";

@@ -1,0 +1,121 @@
+//! The protocol messages, one enum per direction.
+//!
+//! One WebSocket binary message carries exactly one [`ClientMsg`] or [`ServerMsg`],
+//! encoded by [`crate::codec`]. The order of the variants and of the fields is the
+//! wire format (bincode writes a variant index and then the fields in order), so it
+//! only ever changes together with [`crate::PROTOCOL_VERSION`] and docs/PROTOCOL.md.
+
+use glam::Vec2;
+use serde::{Deserialize, Serialize};
+
+/// Everything a client may send, after the WebSocket handshake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientMsg {
+    /// First message of every connection; nothing else is accepted before it.
+    Hello(Hello),
+    /// The player's controls for one client frame. The server keeps only the newest.
+    Input(Input),
+    /// Round-trip time probe; answered with [`ServerMsg::Pong`].
+    Ping(Ping),
+}
+
+/// Everything the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerMsg {
+    /// Answer to `Hello`: who the player is and how the room runs.
+    Welcome(Welcome),
+    /// The world as of one tick.
+    Snapshot(Snapshot),
+    /// Answer to `Ping`.
+    Pong(Pong),
+}
+
+/// Joins the room named in the upgrade URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Must equal [`crate::PROTOCOL_VERSION`].
+    pub protocol_version: u16,
+    /// Display name, 1 to [`crate::validate::MAX_NAME_BYTES`] bytes of printable text.
+    pub name: String,
+    /// The room the client means to join: empty, or the same room as the URL's
+    /// `?room=` (a check against a client connected to the wrong room).
+    pub room: String,
+}
+
+/// The player's controls. Latest-wins on the server: a newer input replaces an older one
+/// that was not yet applied.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Input {
+    /// Strictly increasing per connection; echoed as [`Snapshot::last_input_seq`] once applied.
+    pub seq: u32,
+    /// Desired movement direction; finite, and its length is clamped to 1 by the server.
+    pub movement: Vec2,
+    /// Game-defined button bits.
+    pub buttons: u16,
+}
+
+/// Round-trip probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    /// Opaque to the server and echoed back; clients put their send time here.
+    pub nonce: u64,
+}
+
+/// Reply to the handshake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The server's [`crate::PROTOCOL_VERSION`].
+    pub protocol_version: u16,
+    /// This player's id in the room.
+    pub player_id: u32,
+    /// The entity this player's inputs move.
+    pub entity_id: u32,
+    /// Ticks per second of the room.
+    pub tick_rate: u16,
+    /// The room's tick counter when the player joined.
+    pub server_tick: u64,
+    /// Width and height of the world, for rendering and for bots.
+    pub world_size: Vec2,
+}
+
+/// The world after tick `tick`, as this player sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The tick this state is the result of.
+    pub tick: u64,
+    /// `seq` of the last input of this player that the server applied (0: none yet).
+    pub last_input_seq: u32,
+    /// Every entity in the world, sorted by id.
+    pub entities: Vec<EntityState>,
+}
+
+/// Reply to a [`Ping`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    /// The `nonce` of the ping.
+    pub nonce: u64,
+    /// The room's tick counter when the ping was answered.
+    pub server_tick: u64,
+}
+
+/// What kind of thing an entity is, so a client knows how to draw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EntityKind {
+    /// Moved by the game's rules.
+    Npc,
+    /// Moved by a player's inputs.
+    Avatar,
+}
+
+/// One entity's state in a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EntityState {
+    /// Stable id for the entity's lifetime.
+    pub id: u32,
+    /// Npc or avatar.
+    pub kind: EntityKind,
+    /// Position in world units.
+    pub pos: Vec2,
+    /// Velocity in world units per second (clients extrapolate with it).
+    pub vel: Vec2,
+}
