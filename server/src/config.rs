@@ -1,0 +1,127 @@
+//! Server configuration: every limit has a default here, a flag, and a test somewhere.
+//!
+//! [`Config`] is a clap parser so `tickcast-server --help` documents each flag, and a
+//! plain struct so tests build one with `Config::default()` and change a field.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// tickcast-server: authoritative fixed-tick game rooms over WebSockets.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on for HTTP and WebSocket (`GET /ws?room=NAME`).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Simulation ticks per second of every room; one snapshot per player per tick.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub tick_rate: u16,
+
+    /// NPCs in each new Arena room.
+    #[arg(long, default_value_t = 64)]
+    pub npcs: u32,
+
+    /// Seed of the Arena's NPC layout and spawn points (same seed, same world).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Players per room; joins beyond it get HTTP 409 (or close 4000 if they race).
+    #[arg(long, default_value_t = 64)]
+    pub max_players: usize,
+
+    /// Rooms this process hosts at once; a join that would create one more gets HTTP 503.
+    #[arg(long, default_value_t = 1000)]
+    pub max_rooms: usize,
+
+    /// Open WebSocket connections at once; more get HTTP 503.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_connections: usize,
+
+    /// Browser Origin allowed to connect (repeatable; `*` allows any). Requests without
+    /// an Origin header (native clients) are always allowed.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
+
+    /// Largest client message, counted over all fragments; bigger ones close with 1009.
+    #[arg(long, default_value_t = tickcast_shared::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+
+    /// Sustained messages per second a client may send (bursts up to the same number);
+    /// more close the connection with 1008.
+    #[arg(long, default_value_t = 120)]
+    pub max_messages_per_sec: u32,
+
+    /// Time a TCP connection has to send its HTTP request headers.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub handshake_timeout: Duration,
+
+    /// Time a WebSocket client has to send Hello after the upgrade (else close 4004).
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub hello_timeout: Duration,
+
+    /// A connection that sends nothing (no message, no pong) this long is closed with 4003.
+    #[arg(long, default_value = "15s", value_parser = duration)]
+    pub idle_timeout: Duration,
+
+    /// Interval of the server's WebSocket pings (keepalive; answered by every client).
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub ping_interval: Duration,
+
+    /// A room with no players for this long is removed.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub room_idle_timeout: Duration,
+
+    /// Ticks a late room may run back to back to catch up; more are skipped and counted.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_catch_up_ticks: u32,
+
+    /// Reliable messages (welcome, pongs) queued per connection; overflow closes with 4005.
+    #[arg(long, default_value_t = 64)]
+    pub reliable_queue: usize,
+
+    /// On shutdown, time given to connections to flush their close frames.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The flag defaults are the one source of truth.
+        Self::parse_from(["tickcast-server"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn defaults_and_flags() {
+        Config::command().debug_assert();
+        let d = Config::default();
+        assert_eq!(d.tick_rate, 30);
+        assert_eq!(d.npcs, 64);
+        assert_eq!(d.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(d.max_message_bytes, 64 * 1024);
+        let c = Config::parse_from([
+            "x",
+            "--allow-origin",
+            "https://a.example",
+            "--allow-origin",
+            "*",
+            "--idle-timeout",
+            "500ms",
+        ]);
+        assert_eq!(c.allow_origins, ["https://a.example", "*"]);
+        assert_eq!(c.idle_timeout, Duration::from_millis(500));
+        assert!(Config::try_parse_from(["x", "--tick-rate", "0"]).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! HTTP/1.1 on each accepted TCP connection: routing, the upgrade to WebSocket, and the
+//! handshake timeout.
+//!
+//! hyper enforces its header-read timeout only when it is given a timer, so the builder
+//! gets one: a connection that never finishes its request headers is closed after
+//! `--handshake-timeout`. Upgrades are accepted only after the checks in
+//! [`super::handshake`] and the capacity checks (connections, rooms, room size) pass;
+//! the 101 response echoes the subprotocol.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE, SEC_WEBSOCKET_PROTOCOL};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tickcast_shared::SUBPROTOCOL;
+use tokio::net::TcpStream;
+use tracing::{debug, warn};
+
+use super::connection;
+use super::handshake::{self, Refusal};
+use crate::ServerCtx;
+
+type Body = Full<Bytes>;
+
+/// Serves HTTP on one TCP connection until it closes, upgrades, or the server stops.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
+    let service = {
+        let ctx = Arc::clone(&ctx);
+        service_fn(move |req| route(req, peer, Arc::clone(&ctx)))
+    };
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(ctx.config.handshake_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                debug!(%peer, error = %e, "http connection ended with an error");
+            }
+        }
+        () = ctx.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(ctx.config.shutdown_grace, conn).await;
+        }
+    }
+}
+
+async fn route(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    ctx: Arc<ServerCtx>,
+) -> Result<Response<Body>, Infallible> {
+    let response = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/ws") => upgrade(req, peer, &ctx).unwrap_or_else(|refusal| {
+            ctx.metrics.handshakes_refused.fetch_add(1, Relaxed);
+            debug!(%peer, status = %refusal.status, reason = %refusal.message, "upgrade refused");
+            text(refusal.status, refusal.message)
+        }),
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
+        (&Method::GET, "/metrics") => {
+            let mut r = text(StatusCode::OK, ctx.metrics.render());
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        (_, "/ws" | "/healthz" | "/metrics") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; WebSocket endpoint is GET /ws?room=NAME",
+        ),
+    };
+    Ok(response)
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    let mut body = body.into();
+    body.push('\n');
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn refuse(status: StatusCode, message: &str) -> Refusal {
+    Refusal {
+        status,
+        message: message.to_owned(),
+    }
+}
+
+/// Checks an upgrade request and, if it passes, answers 101 and starts the connection.
+fn upgrade(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    ctx: &Arc<ServerCtx>,
+) -> Result<Response<Body>, Refusal> {
+    if ctx.shutdown.is_cancelled() {
+        return Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server is shutting down",
+        ));
+    }
+    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "expected a WebSocket upgrade (Connection: upgrade, Upgrade: websocket)",
+        ));
+    }
+    let room = handshake::check(req.headers(), req.uri().query(), &ctx.origins)?;
+    match ctx.rooms.get(&room) {
+        Some(handle) if handle.player_count() >= ctx.config.max_players => {
+            return Err(refuse(StatusCode::CONFLICT, "room is full"));
+        }
+        None if ctx.rooms.len() >= ctx.config.max_rooms => {
+            return Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many rooms on this server",
+            ));
+        }
+        _ => {}
+    }
+    // Reserve the connection slot before answering 101, so the limit is never exceeded.
+    let open = ctx.metrics.connections_open.fetch_add(1, Relaxed);
+    if open >= ctx.config.max_connections as u64 {
+        ctx.metrics.connections_open.fetch_sub(1, Relaxed);
+        return Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections",
+        ));
+    }
+    let (response, on_upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(pair) => pair,
+        Err(e) => {
+            ctx.metrics.connections_open.fetch_sub(1, Relaxed);
+            return Err(Refusal {
+                status: StatusCode::BAD_REQUEST,
+                message: format!("bad upgrade request: {e}"),
+            });
+        }
+    };
+    let task_ctx = Arc::clone(ctx);
+    ctx.tasks.spawn(async move {
+        match on_upgrade.await {
+            Ok(ws) => connection::serve(ws, task_ctx, room, peer).await,
+            Err(e) => {
+                task_ctx.metrics.connections_open.fetch_sub(1, Relaxed);
+                warn!(%peer, error = %e, "upgrade did not complete");
+            }
+        }
+    });
+    let (mut parts, _) = response.into_parts();
+    parts.headers.insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    Ok(Response::from_parts(parts, Full::new(Bytes::new())))
+}

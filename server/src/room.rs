@@ -1,0 +1,393 @@
+//! One game session, I/O-free: players, their latest inputs, the tick counter, and the
+//! snapshot bytes each tick produces.
+//!
+//! The room is driven from outside ([`crate::driver`] on a timer, tests and benches by
+//! hand): [`Room::join`] and [`Room::leave`] between ticks, [`Room::tick`] at each
+//! deadline. A tick applies each player's newest input, steps the game by exactly one
+//! period, encodes the entity list **once**, and offers every player a
+//! [`PlayerSnapshot`] that shares those bytes; only the few header bytes differ per
+//! player, and the writer adds them when it frames the message.
+//!
+//! Inputs reach the room through an [`InputInbox`] per player that the connection's
+//! reader writes and the tick drains: latest-wins, so a flood of inputs replaces one
+//! value instead of growing a queue.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tickcast_shared::codec::{encode_snapshot_body, EncodeError};
+use tickcast_shared::{EntityState, Input, Welcome, PROTOCOL_VERSION};
+
+use crate::game::{EntityId, Game};
+
+/// A player's id within its room.
+pub type PlayerId = u32;
+
+/// The newest not-yet-applied input of one player, shared between its reader and the room.
+#[derive(Debug, Default)]
+pub struct InputInbox {
+    latest: Mutex<Option<Input>>,
+}
+
+impl InputInbox {
+    /// Stores `input`, replacing any input the room has not applied yet.
+    pub fn put(&self, input: Input) {
+        // A poisoned lock only means a panic elsewhere while holding it; the Option is
+        // still a valid value, so keep going rather than take the connection down.
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(input);
+    }
+
+    /// Takes the newest input, if one arrived since the last call.
+    pub fn take(&self) -> Option<Input> {
+        self.latest.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// What one player is sent for one tick: the shared entity bytes plus its own header values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlayerSnapshot {
+    /// The tick the state belongs to.
+    pub tick: u64,
+    /// The last input sequence of this player applied at or before this tick.
+    pub last_input_seq: u32,
+    /// The encoded entity list, shared by every player of the room for this tick.
+    pub body: Bytes,
+}
+
+/// Where a room hands a player's snapshots: the latest-wins slot its writer reads.
+/// Implemented by the async shell (a `tokio::sync::watch` sender) and by tests.
+pub trait SnapshotOutlet {
+    /// Replaces whatever snapshot the player has not sent yet with `snapshot`.
+    fn offer(&self, snapshot: PlayerSnapshot);
+}
+
+/// A join was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// The room has `max_players` players already.
+    #[error("room is full")]
+    Full,
+}
+
+/// What a player gets on joining: the `Welcome` to send and the inbox for its inputs.
+#[derive(Debug)]
+pub struct Joined {
+    /// The player's id in the room.
+    pub player_id: PlayerId,
+    /// The message to send back.
+    pub welcome: Welcome,
+    /// Where the player's reader stores its inputs.
+    pub inbox: Arc<InputInbox>,
+}
+
+#[derive(Debug)]
+struct PlayerSlot<O> {
+    entity: EntityId,
+    inbox: Arc<InputInbox>,
+    last_applied_seq: u32,
+    outlet: O,
+}
+
+/// Counters of one tick, for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    /// The tick just produced.
+    pub tick: u64,
+    /// Inputs applied in this tick.
+    pub inputs_applied: u32,
+    /// Bytes of the shared snapshot body.
+    pub body_bytes: usize,
+    /// Players offered a snapshot.
+    pub players: usize,
+}
+
+/// One game session.
+#[derive(Debug)]
+pub struct Room<G, O> {
+    game: G,
+    tick: u64,
+    tick_rate: u16,
+    dt: f32,
+    max_players: usize,
+    next_player_id: PlayerId,
+    players: BTreeMap<PlayerId, PlayerSlot<O>>,
+    entities: Vec<EntityState>,
+    body: Vec<u8>,
+}
+
+impl<G: Game, O: SnapshotOutlet> Room<G, O> {
+    /// A room running `game` at `tick_rate` ticks per second.
+    pub fn new(game: G, tick_rate: u16, max_players: usize) -> Self {
+        Self {
+            game,
+            tick: 0,
+            tick_rate,
+            dt: 1.0 / f32::from(tick_rate.max(1)),
+            max_players,
+            next_player_id: 1,
+            players: BTreeMap::new(),
+            entities: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Adds a player, spawning its entity.
+    ///
+    /// # Errors
+    /// [`JoinError::Full`] when the room has `max_players` players.
+    pub fn join(&mut self, outlet: O) -> Result<Joined, JoinError> {
+        if self.players.len() >= self.max_players {
+            return Err(JoinError::Full);
+        }
+        let player_id = self.next_player_id;
+        self.next_player_id += 1;
+        let entity = self.game.spawn_player();
+        let inbox = Arc::new(InputInbox::default());
+        self.players.insert(
+            player_id,
+            PlayerSlot {
+                entity,
+                inbox: Arc::clone(&inbox),
+                last_applied_seq: 0,
+                outlet,
+            },
+        );
+        let welcome = Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            player_id,
+            entity_id: entity,
+            tick_rate: self.tick_rate,
+            server_tick: self.tick,
+            world_size: self.game.world_size(),
+        };
+        Ok(Joined {
+            player_id,
+            welcome,
+            inbox,
+        })
+    }
+
+    /// Removes a player and its entity. Unknown ids are ignored (a leave can race a
+    /// room that already dropped the player).
+    pub fn leave(&mut self, player: PlayerId) {
+        if let Some(slot) = self.players.remove(&player) {
+            self.game.despawn_player(slot.entity);
+        }
+    }
+
+    /// Applies the newest inputs and steps the game by one period, without building
+    /// snapshots. Used alone for catch-up ticks, whose state no one needs to see.
+    pub fn advance(&mut self) -> u32 {
+        let mut applied = 0;
+        for slot in self.players.values_mut() {
+            if let Some(input) = slot.inbox.take() {
+                self.game.apply_input(slot.entity, &input);
+                slot.last_applied_seq = input.seq;
+                applied += 1;
+            }
+        }
+        self.game.step(self.dt);
+        self.tick += 1;
+        applied
+    }
+
+    /// Encodes the current world once and offers it to every player.
+    ///
+    /// # Errors
+    /// [`EncodeError`] only if the codec refuses the entity list (a bug, not an input).
+    pub fn broadcast(&mut self) -> Result<(usize, usize), EncodeError> {
+        self.entities.clear();
+        self.game.write_state(&mut self.entities);
+        self.body.clear();
+        encode_snapshot_body(&self.entities, &mut self.body)?;
+        // One allocation per tick, shared by every player's snapshot.
+        let body = Bytes::copy_from_slice(&self.body);
+        for slot in self.players.values() {
+            slot.outlet.offer(PlayerSnapshot {
+                tick: self.tick,
+                last_input_seq: slot.last_applied_seq,
+                body: body.clone(),
+            });
+        }
+        Ok((body.len(), self.players.len()))
+    }
+
+    /// One full tick: [`Room::advance`] then [`Room::broadcast`].
+    ///
+    /// # Errors
+    /// As [`Room::broadcast`].
+    pub fn tick(&mut self) -> Result<TickReport, EncodeError> {
+        let inputs_applied = self.advance();
+        let (body_bytes, players) = self.broadcast()?;
+        Ok(TickReport {
+            tick: self.tick,
+            inputs_applied,
+            body_bytes,
+            players,
+        })
+    }
+
+    /// Ticks produced so far.
+    pub fn current_tick(&self) -> u64 {
+        self.tick
+    }
+
+    /// Players in the room.
+    pub fn player_count(&self) -> usize {
+        self.players.len()
+    }
+
+    /// The game, for inspection.
+    pub fn game(&self) -> &G {
+        &self.game
+    }
+
+    /// The entity a player controls.
+    pub fn entity_of(&self, player: PlayerId) -> Option<EntityId> {
+        self.players.get(&player).map(|s| s.entity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::game::{Arena, ArenaConfig};
+    use glam::Vec2;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use tickcast_shared::codec::{decode_server, write_snapshot};
+    use tickcast_shared::{EntityKind, ServerMsg, Snapshot};
+
+    /// Collects what a player is offered.
+    #[derive(Clone, Default)]
+    struct Sink(Rc<RefCell<Vec<PlayerSnapshot>>>);
+    impl SnapshotOutlet for Sink {
+        fn offer(&self, s: PlayerSnapshot) {
+            self.0.borrow_mut().push(s);
+        }
+    }
+
+    fn room(npcs: u32, max_players: usize) -> Room<Arena, Sink> {
+        Room::new(
+            Arena::new(ArenaConfig {
+                npcs,
+                ..Default::default()
+            }),
+            30,
+            max_players,
+        )
+    }
+
+    fn decode(s: &PlayerSnapshot) -> Snapshot {
+        let mut frame = Vec::new();
+        write_snapshot(s.tick, s.last_input_seq, &s.body, &mut frame).unwrap();
+        match decode_server(&frame).unwrap() {
+            ServerMsg::Snapshot(snap) => snap,
+            other => panic!("not a snapshot: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_player_gets_the_same_body_and_its_own_ack() {
+        let mut r = room(10, 8);
+        let (a, b) = (Sink::default(), Sink::default());
+        let ja = r.join(a.clone()).unwrap();
+        let jb = r.join(b.clone()).unwrap();
+        assert_eq!(ja.welcome.entity_id, 10);
+        assert_eq!(jb.welcome.entity_id, 11);
+        ja.inbox.put(Input {
+            seq: 7,
+            movement: Vec2::X,
+            buttons: 0,
+        });
+        let report = r.tick().unwrap();
+        assert_eq!(
+            (report.tick, report.inputs_applied, report.players),
+            (1, 1, 2)
+        );
+        let (sa, sb) = (a.0.borrow()[0].clone(), b.0.borrow()[0].clone());
+        // Encode once: both players' bodies point at the same bytes.
+        assert_eq!(sa.body.as_ptr(), sb.body.as_ptr());
+        assert_eq!((sa.last_input_seq, sb.last_input_seq), (7, 0));
+        let snap = decode(&sa);
+        assert_eq!(snap.tick, 1);
+        assert_eq!(snap.entities.len(), 12);
+        assert_eq!(
+            snap.entities
+                .iter()
+                .filter(|e| e.kind == EntityKind::Avatar)
+                .count(),
+            2
+        );
+        assert!(
+            snap.entities.windows(2).all(|w| w[0].id < w[1].id),
+            "sorted by id"
+        );
+    }
+
+    #[test]
+    fn latest_input_wins_and_persists_between_inputs() {
+        let mut r = room(0, 8);
+        let sink = Sink::default();
+        let j = r.join(sink.clone()).unwrap();
+        let start = r.game().position(j.welcome.entity_id).unwrap();
+        // Three inputs before one tick: only the last (moving -x... then +y) counts.
+        j.inbox.put(Input {
+            seq: 1,
+            movement: Vec2::X,
+            buttons: 0,
+        });
+        j.inbox.put(Input {
+            seq: 2,
+            movement: -Vec2::X,
+            buttons: 0,
+        });
+        j.inbox.put(Input {
+            seq: 3,
+            movement: Vec2::Y,
+            buttons: 0,
+        });
+        for _ in 0..3 {
+            r.tick().unwrap();
+        }
+        let pos = r.game().position(j.welcome.entity_id).unwrap();
+        let moved = pos - start;
+        let expected_y = (1000.0 - start.y).min(10.0); // 3 ticks at 100 u/s of 1/30 s
+        assert!(
+            moved.x.abs() < 1e-3 && (moved.y - expected_y).abs() < 1e-2,
+            "{moved}"
+        );
+        assert!(sink.0.borrow().iter().all(|s| s.last_input_seq == 3));
+    }
+
+    #[test]
+    fn full_room_refuses_and_leave_frees_a_slot() {
+        let mut r = room(5, 2);
+        let a = r.join(Sink::default()).unwrap();
+        r.join(Sink::default()).unwrap();
+        assert_eq!(r.join(Sink::default()).unwrap_err(), JoinError::Full);
+        r.leave(a.player_id);
+        r.leave(a.player_id); // twice is harmless
+        assert_eq!(r.player_count(), 1);
+        let c = r.join(Sink::default()).unwrap();
+        assert_ne!(c.player_id, a.player_id, "player ids are never reused");
+        r.tick().unwrap();
+        let mut entities = Vec::new();
+        r.game().write_state(&mut entities);
+        assert_eq!(entities.len(), 7);
+    }
+
+    #[test]
+    fn advance_skips_snapshots_but_keeps_ticking() {
+        let mut r = room(5, 2);
+        let sink = Sink::default();
+        r.join(sink.clone()).unwrap();
+        r.advance();
+        r.advance();
+        r.tick().unwrap();
+        let offered = sink.0.borrow();
+        assert_eq!(offered.len(), 1);
+        assert_eq!(offered[0].tick, 3);
+    }
+}
