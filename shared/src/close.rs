@@ -17,7 +17,7 @@ pub enum DisconnectReason {
     TextFrame,
     /// 1007: a binary message that does not decode as a tickcast message.
     InvalidPayload,
-    /// 1008: the peer broke a rate limit (too many inputs per second).
+    /// 1008: the peer broke the rate limit (too many messages of any kind per second).
     RateLimited,
     /// 1009: a message larger than the configured maximum (counted across fragments).
     MessageTooBig,

@@ -1,9 +1,17 @@
 //! The one way in and out of bytes: bincode 2 (serde) with a size limit on decode.
 //!
-//! Every call site goes through [`encode_into`] and [`decode`], so none can forget the
-//! limit or the configuration. The configuration is bincode's `standard()`: little
-//! endian, variable-length integers (LEB128-like, see docs/PROTOCOL.md), `f32` as four
-//! bytes. Decoding must consume the whole message: trailing bytes are an error, since
+//! Every call site goes through [`encode_into`] and [`decode_client`] /
+//! [`decode_server`] (or the generic [`decode`]), so none can forget the limit or the
+//! configuration. The configuration is bincode's `standard()`: little endian,
+//! variable-length integers (a marker byte 251/252/253 announces a 2/4/8-byte integer,
+//! see docs/PROTOCOL.md), `f32` as four bytes.
+//!
+//! Two limits guard a decode. The message size limit is checked before decoding. The
+//! allocation limit is bincode's: it caps what the *decoded* values may claim, and
+//! bincode reserves up to it when a length prefix asks, so it must be small where
+//! messages are small. A forged 7-byte `Hello` claiming a 16 MB name would otherwise
+//! allocate 16 MB before failing; client messages therefore decode under
+//! [`CLIENT_ALLOC_LIMIT`], which is far above any valid one. Decoding must consume the whole message: trailing bytes are an error, since
 //! they mean the peer and we disagree on the format.
 //!
 //! Snapshots are the one message the server sends to many players with mostly the same
@@ -14,15 +22,22 @@
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::message::{EntityState, ServerMsg};
+use crate::message::{ClientMsg, EntityState, ServerMsg};
 
-/// Ceiling on what one decode may claim to allocate (strings, lists), whatever the
-/// message size limit: a lying length prefix fails fast instead of allocating.
+/// Ceiling on what decoding one server message may claim (strings, lists). bincode
+/// counts the in-memory size of decoded values (24 bytes per entity), so this also
+/// bounds a snapshot at about 699,000 entities.
 pub const DECODE_ALLOC_LIMIT: usize = 16 << 20;
+
+/// Ceiling for client messages: the largest valid one (a `Hello` with a 32-byte name
+/// and a 64-byte room) claims well under 256 bytes.
+pub const CLIENT_ALLOC_LIMIT: usize = 4 << 10;
 
 type Config = Configuration<LittleEndian, Varint, Limit<DECODE_ALLOC_LIMIT>>;
 
 const CONFIG: Config = bincode::config::standard().with_limit::<DECODE_ALLOC_LIMIT>();
+const CLIENT_CONFIG: Configuration<LittleEndian, Varint, Limit<CLIENT_ALLOC_LIMIT>> =
+    bincode::config::standard().with_limit::<CLIENT_ALLOC_LIMIT>();
 
 /// Wire index of [`ServerMsg::Snapshot`]: the variant's position in the enum.
 const SNAPSHOT_VARIANT: u32 = 1;
@@ -75,13 +90,30 @@ pub fn encode_into<T: Serialize + ?Sized>(
 /// # Errors
 /// [`DecodeError`] says whether the message was too large, malformed or too long.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], max_bytes: usize) -> Result<T, DecodeError> {
+    decode_with(bytes, max_bytes, CONFIG)
+}
+
+/// Decodes one message from a client, as the server does: `max_bytes` is the message
+/// size limit, and decoded values may claim at most [`CLIENT_ALLOC_LIMIT`].
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_client(bytes: &[u8], max_bytes: usize) -> Result<ClientMsg, DecodeError> {
+    decode_with(bytes, max_bytes, CLIENT_CONFIG)
+}
+
+fn decode_with<T: DeserializeOwned, C: bincode::config::Config>(
+    bytes: &[u8],
+    max_bytes: usize,
+    config: C,
+) -> Result<T, DecodeError> {
     if bytes.len() > max_bytes {
         return Err(DecodeError::TooLarge {
             len: bytes.len(),
             max: max_bytes,
         });
     }
-    let (msg, used) = bincode::serde::decode_from_slice(bytes, CONFIG)?;
+    let (msg, used) = bincode::serde::decode_from_slice(bytes, config)?;
     if used != bytes.len() {
         return Err(DecodeError::TrailingBytes {
             extra: bytes.len() - used,
@@ -206,6 +238,30 @@ mod tests {
             decode_server(&bytes),
             Err(DecodeError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_forged_name_length_is_refused_by_the_client_limit() {
+        // Hello, version 1, name length 16,000,000 (u32 marker 252), then nothing.
+        let forged = [0x00, 0x01, 0xfc, 0x00, 0x24, 0xf4, 0x00];
+        let err = decode_client(&forged, 64 * 1024).unwrap_err();
+        let DecodeError::Malformed(inner) = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            matches!(inner, bincode::error::DecodeError::LimitExceeded),
+            "{inner:?}"
+        );
+        // The largest valid Hello still decodes under the client limit.
+        let hello = ClientMsg::Hello(Hello {
+            protocol_version: 1,
+            name: "n".repeat(crate::validate::MAX_NAME_BYTES),
+            room: "r".repeat(crate::validate::MAX_ROOM_BYTES),
+        });
+        assert_eq!(
+            decode_client(&encode_to_vec(&hello).unwrap(), 1024).unwrap(),
+            hello
+        );
     }
 
     #[test]

@@ -15,7 +15,10 @@ pub mod message;
 pub mod validate;
 
 pub use close::DisconnectReason;
-pub use codec::{decode, encode_into, DecodeError, EncodeError};
+pub use codec::{decode, decode_client, decode_server, encode_into, DecodeError, EncodeError};
+/// The vector type of positions and velocities, re-exported so users need not match
+/// glam versions themselves.
+pub use glam;
 pub use message::{
     ClientMsg, EntityKind, EntityState, Hello, Input, Ping, Pong, ServerMsg, Snapshot, Welcome,
 };
@@ -28,7 +31,9 @@ pub const SUBPROTOCOL: &str = "tickcast.v1";
 /// [`DisconnectReason::VersionMismatch`].
 pub const PROTOCOL_VERSION: u16 = 1;
 
-/// Default cap on one whole WebSocket message (all fragments together), both ways.
+/// Default cap on one whole WebSocket message (all fragments together) that a server
+/// accepts from a client. Clients accept larger server messages (snapshots of big
+/// worlds); see [`codec::decode_server`].
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Room a client joins when its URL names none.

@@ -35,7 +35,9 @@ pub enum ServerMsg {
 pub struct Hello {
     /// Must equal [`crate::PROTOCOL_VERSION`].
     pub protocol_version: u16,
-    /// Display name, 1 to [`crate::validate::MAX_NAME_BYTES`] bytes of printable text.
+    /// Display name, 1 to [`crate::validate::MAX_NAME_BYTES`] bytes of UTF-8 without
+    /// control characters (format characters such as U+202E are allowed; clients that
+    /// display names should treat them as untrusted text).
     pub name: String,
     /// The room the client means to join: empty, or the same room as the URL's
     /// `?room=` (a check against a client connected to the wrong room).

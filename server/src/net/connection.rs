@@ -23,7 +23,7 @@ use fastwebsockets::{
 };
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tickcast_shared::codec::{decode, encode_into, write_snapshot};
+use tickcast_shared::codec::{decode_client, encode_into, write_snapshot};
 use tickcast_shared::{
     validate, ClientMsg, DisconnectReason, Hello, Pong, ServerMsg, Welcome, PROTOCOL_VERSION,
 };
@@ -220,7 +220,7 @@ async fn read_loop(
         if !bucket.try_take(Instant::now().into_std()) {
             break Cause::Server(DisconnectReason::RateLimited);
         }
-        let msg = match decode::<ClientMsg>(bytes, config.max_message_bytes) {
+        let msg = match decode_client(bytes, config.max_message_bytes) {
             Ok(msg) => msg,
             Err(e) => {
                 debug!(error = %e, "undecodable message");

@@ -1,0 +1,135 @@
+//! Test harness: a real server on 127.0.0.1:0 in-process, and a third-party WebSocket
+//! client (tokio-tungstenite) that speaks the protocol through the `shared` crate only.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tickcast::server::Config;
+use tickcast::shared::codec::{decode_server, encode_to_vec};
+use tickcast::shared::{ClientMsg, Hello, ServerMsg, Snapshot, Welcome, PROTOCOL_VERSION, SUBPROTOCOL};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// Generous bound on anything a test waits for; tests finish long before unless broken.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A server running in this process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestServer {
+    pub fn ws_url(&self, room: &str) -> String {
+        format!("ws://{}/ws?room={room}", self.addr)
+    }
+
+    /// Cancels the server and waits for `run` to return.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.task).await??
+    }
+}
+
+/// Default test configuration: loopback, port 0, a small world.
+pub fn config() -> Config {
+    let mut c = Config::default();
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.npcs = 16;
+    c
+}
+
+pub async fn start(config: Config) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(tickcast::server::run(listener, config, shutdown.clone()));
+    TestServer { addr, shutdown, task }
+}
+
+/// Opens a WebSocket with tokio-tungstenite, offering `tickcast.v1` unless `protocol`
+/// says otherwise, with an optional Origin.
+pub async fn connect_with(url: &str, protocol: Option<&str>, origin: Option<&str>) -> Result<Ws, tungstenite::Error> {
+    let mut req = url.into_client_request()?;
+    if let Some(p) = protocol {
+        req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(p).unwrap());
+    }
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", HeaderValue::from_str(o).unwrap());
+    }
+    let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("connect timed out")?;
+    if protocol == Some(SUBPROTOCOL) {
+        assert_eq!(response.headers().get("sec-websocket-protocol").unwrap(), SUBPROTOCOL);
+    }
+    Ok(ws)
+}
+
+pub async fn connect(url: &str) -> Ws {
+    connect_with(url, Some(SUBPROTOCOL), None).await.unwrap()
+}
+
+/// The HTTP status of a refused handshake.
+pub fn refused_status(err: &tungstenite::Error) -> u16 {
+    match err {
+        tungstenite::Error::Http(response) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+}
+
+pub async fn send(ws: &mut Ws, msg: &ClientMsg) {
+    ws.send(Message::Binary(encode_to_vec(msg).unwrap().into())).await.unwrap();
+}
+
+/// Next protocol message, skipping control frames. Panics on close or timeout.
+pub async fn recv(ws: &mut Ws) -> ServerMsg {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("no message in time").expect("stream ended").unwrap();
+        match msg {
+            Message::Binary(bytes) => return decode_server(&bytes).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+}
+
+pub async fn recv_snapshot(ws: &mut Ws) -> Snapshot {
+    loop {
+        if let ServerMsg::Snapshot(s) = recv(ws).await {
+            return s;
+        }
+    }
+}
+
+/// Sends Hello and returns the Welcome.
+pub async fn hello(ws: &mut Ws, name: &str) -> Welcome {
+    send(ws, &ClientMsg::Hello(Hello { protocol_version: PROTOCOL_VERSION, name: name.into(), room: String::new() })).await;
+    match recv(ws).await {
+        ServerMsg::Welcome(w) => w,
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+}
+
+/// Reads until the server's close frame and returns its code and reason. Snapshots
+/// that were already in flight are skipped.
+pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
+    loop {
+        let next = tokio::time::timeout(WAIT, ws.next()).await.expect("no close in time");
+        match next {
+            Some(Ok(Message::Close(Some(frame)))) => return (u16::from(frame.code), frame.reason.to_string()),
+            Some(Ok(Message::Close(None))) => panic!("close frame without a code"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("connection failed before a close frame: {e}"),
+            None => panic!("stream ended without a close frame"),
+        }
+    }
+}
