@@ -386,13 +386,16 @@ async fn write_loop(
         ctx.config.ping_interval,
     );
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut welcomed = false;
     loop {
         // Only the waits are raced; a write, once started, finishes (or times out).
         let step = tokio::select! {
             biased;
             () = closer.token.cancelled() => Step::Stop,
             Some(msg) = out.recv() => Step::Reliable(msg),
-            snapshot = slot_rx.next() => Step::Snapshot(snapshot),
+            // The room may offer a snapshot before the reader has queued the Welcome;
+            // a player must see its Welcome first, so snapshots wait for it.
+            snapshot = slot_rx.next(), if welcomed => Step::Snapshot(snapshot),
             _ = ping.tick() => Step::Ping,
         };
         buf.clear();
@@ -404,7 +407,10 @@ async fn write_loop(
             }
             Step::Reliable(Outbound::Welcome(w)) => {
                 match encode_into(&ServerMsg::Welcome(w), &mut buf) {
-                    Ok(_) => Frame::binary(Payload::Borrowed(&buf)),
+                    Ok(_) => {
+                        welcomed = true;
+                        Frame::binary(Payload::Borrowed(&buf))
+                    }
                     Err(_) => break closer.close(Cause::Server(DisconnectReason::InternalError)),
                 }
             }
