@@ -1,1 +1,26 @@
-//! x
+//! tickcast-client: a player connection, and the bot swarm built from many of them.
+//!
+//! The layout follows the server's: an I/O-free core with a thin async shell.
+//! - [`session`]: the player's state with no I/O (sequence numbers, acknowledgements,
+//!   round-trip and snapshot timing), driven with time passed in.
+//! - [`connection`]: one player over a real socket: the WebSocket handshake with the
+//!   `tickcast.v1` subprotocol, `Hello`/`Welcome`, a reader task that decodes server
+//!   messages, and the [`Event`]s a game or a bot consumes.
+//! - [`swarm`], [`wander`] and [`report`]: the load tool `tickcast-bots` as a library,
+//!   so tests can run a swarm in-process and get its [`Report`].
+//!
+//! Wire types come from `tickcast-shared`; see docs/PROTOCOL.md for the bytes.
+
+pub mod connection;
+pub mod error;
+pub mod reassembly;
+pub mod report;
+pub mod session;
+pub mod swarm;
+pub mod wander;
+
+pub use connection::{ConnectOptions, Connection, Event};
+pub use error::ClientError;
+pub use report::{Percentiles, Report};
+pub use session::{Session, SessionStats, SnapshotMetrics};
+pub use swarm::{run_swarm, SwarmConfig};

@@ -1,0 +1,156 @@
+//! Everything that can go wrong with one player connection, as one typed error.
+//!
+//! [`crate::connection::Connection`] returns [`ClientError`] from connecting, sending and
+//! receiving; the bot swarm counts failures by [`ClientError::kind`], so the report says
+//! "connect: http 409" or "close 4003" rather than a free-form message.
+
+use fastwebsockets::WebSocketError;
+use tickcast_shared::{DecodeError, EncodeError};
+
+/// Why a connection could not be made or could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not a `ws://host[:port]/path[?room=NAME]` URL this client can use.
+    #[error("invalid url: {0}")]
+    InvalidUrl(String),
+    /// The upgrade request could not be built (a header value that is not valid HTTP).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// TCP connect, WebSocket handshake and `Hello`/`Welcome` together took longer than
+    /// the connect timeout.
+    #[error("connect timed out")]
+    ConnectTimeout,
+    /// The server answered the upgrade with an HTTP status other than 101 (400: no
+    /// subprotocol, 403: origin refused, 409: room full, ...).
+    #[error("server refused the upgrade with HTTP {status}")]
+    HttpStatus {
+        /// The HTTP status code of the refusal.
+        status: u16,
+    },
+    /// The 101 response did not select the `tickcast.v1` subprotocol.
+    #[error("server did not select subprotocol {expected} (got {got:?})")]
+    SubprotocolMismatch {
+        /// What we offered.
+        expected: &'static str,
+        /// What the server answered in `Sec-WebSocket-Protocol`, if anything.
+        got: Option<String>,
+    },
+    /// The server's `Welcome` carries another protocol version.
+    #[error("server speaks protocol version {server}, we speak {ours}")]
+    VersionMismatch {
+        /// The server's version.
+        server: u16,
+        /// Ours, [`tickcast_shared::PROTOCOL_VERSION`].
+        ours: u16,
+    },
+    /// The server closed the connection with a close frame before we expected it
+    /// (during connect), or a send was attempted after it did.
+    #[error("closed by server: {code} {reason:?}")]
+    Closed {
+        /// The close code received (1005 if the frame carried none).
+        code: u16,
+        /// The close reason received.
+        reason: String,
+    },
+    /// The connection is closing or closed on our side; nothing more can be sent.
+    #[error("connection is closed")]
+    NotOpen,
+    /// The TCP connection ended without a close frame.
+    #[error("connection lost without a close frame")]
+    ConnectionLost,
+    /// A socket read or write failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The WebSocket layer failed (bad framing, bad handshake headers, HTTP error).
+    #[error("websocket: {0}")]
+    WebSocket(WebSocketError),
+    /// A message from the server was larger than the client accepts (all fragments counted).
+    #[error("message of {len} bytes exceeds the limit of {max}")]
+    MessageTooBig {
+        /// Bytes received so far for the message.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A binary message from the server did not decode as a `ServerMsg`.
+    #[error("undecodable server message: {0}")]
+    Decode(#[from] DecodeError),
+    /// One of our messages could not be encoded (a bug, not a network condition).
+    #[error("encode: {0}")]
+    Encode(#[from] EncodeError),
+    /// The server sent something valid on its own but not here: a text frame, a
+    /// snapshot before the `Welcome`, a second `Welcome`.
+    #[error("protocol violation by server: {0}")]
+    Protocol(String),
+    /// The caller passed an input the server would refuse (non-finite movement).
+    #[error("invalid input: {0}")]
+    InvalidInput(&'static str),
+}
+
+impl ClientError {
+    /// A short, low-cardinality label for counting failures in a report
+    /// (`"http 409"`, `"close 4003"`, `"timeout"`, `"io: connection refused"`, ...).
+    pub fn kind(&self) -> String {
+        match self {
+            Self::InvalidUrl(_) => "invalid url".into(),
+            Self::InvalidRequest(_) => "invalid request".into(),
+            Self::ConnectTimeout => "timeout".into(),
+            Self::HttpStatus { status } => format!("http {status}"),
+            Self::SubprotocolMismatch { .. } => "subprotocol".into(),
+            Self::VersionMismatch { .. } => "version".into(),
+            Self::Closed { code, .. } => format!("close {code}"),
+            Self::NotOpen => "not open".into(),
+            Self::ConnectionLost => "connection lost".into(),
+            // The ErrorKind is still low-cardinality, and "connection refused" vs
+            // "connection reset" is what an operator needs to tell apart.
+            Self::Io(e) => format!("io: {}", e.kind()),
+            Self::WebSocket(_) => "websocket".into(),
+            Self::MessageTooBig { .. } => "too big".into(),
+            Self::Decode(_) => "decode".into(),
+            Self::Encode(_) => "encode".into(),
+            Self::Protocol(_) => "protocol".into(),
+            Self::InvalidInput(_) => "invalid input".into(),
+        }
+    }
+}
+
+impl From<WebSocketError> for ClientError {
+    /// Lifts the errors that have a meaning of their own out of fastwebsockets' enum,
+    /// so a refused handshake is an HTTP status and a dropped socket is `ConnectionLost`.
+    fn from(e: WebSocketError) -> Self {
+        match e {
+            WebSocketError::InvalidStatusCode(status) => Self::HttpStatus { status },
+            WebSocketError::UnexpectedEOF => Self::ConnectionLost,
+            WebSocketError::ConnectionClosed => Self::NotOpen,
+            WebSocketError::IoError(io) => Self::Io(io),
+            other => Self::WebSocket(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_status_becomes_http_status() {
+        let e = ClientError::from(WebSocketError::InvalidStatusCode(409));
+        assert!(matches!(e, ClientError::HttpStatus { status: 409 }));
+        assert_eq!(e.kind(), "http 409");
+    }
+
+    #[test]
+    fn kinds_are_short_labels() {
+        assert_eq!(
+            ClientError::from(WebSocketError::UnexpectedEOF).kind(),
+            "connection lost"
+        );
+        let closed = ClientError::Closed {
+            code: 4000,
+            reason: "room is full".into(),
+        };
+        assert_eq!(closed.kind(), "close 4000");
+        let io = ClientError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(io.kind(), "io: connection refused");
+    }
+}

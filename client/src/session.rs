@@ -1,0 +1,368 @@
+//! The player's side of one connection, with no I/O: what was sent, what came back,
+//! and the timing between the two.
+//!
+//! [`crate::connection::Connection`] owns a [`Session`] and feeds it: every outgoing
+//! input and ping is created here (so sequence numbers and send times are recorded in
+//! one place), and every incoming snapshot and pong is handed back here with its
+//! arrival time. Time is always passed in, never read, so the tests below drive the
+//! state with a hand-made clock and the bot swarm can read the same figures that a
+//! game would use for reconciliation.
+
+use std::time::{Duration, Instant};
+
+use glam::Vec2;
+use tickcast_shared::{Input, Ping, Pong, Snapshot, Welcome};
+
+/// How many recent inputs keep their send time. At 30 inputs per second this is more
+/// than 8 s of history, far beyond any acknowledgement a live server gives; an input
+/// older than that is simply not measured.
+pub const INPUT_HISTORY: usize = 256;
+
+/// What one snapshot told us, beyond its contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SnapshotMetrics {
+    /// Time since the previous snapshot arrived (`None` for the first one).
+    pub gap: Option<Duration>,
+    /// Ticks skipped between the previous snapshot and this one (the server drops
+    /// snapshots for a player that reads too slowly).
+    pub missed: u64,
+    /// Time from sending the input this snapshot acknowledges to receiving the
+    /// snapshot; only reported the first time a sequence number is acknowledged.
+    pub input_ack: Option<Duration>,
+}
+
+/// Running totals of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionStats {
+    /// Snapshots handled.
+    pub snapshots_received: u64,
+    /// Sum of [`SnapshotMetrics::missed`].
+    pub snapshots_missed: u64,
+    /// Snapshots whose tick was not newer than one already seen (never expected over TCP).
+    pub snapshots_stale: u64,
+    /// Inputs created by [`Session::next_input`].
+    pub inputs_sent: u64,
+    /// Pings created by [`Session::next_ping`].
+    pub pings_sent: u64,
+    /// Pongs that yielded a round-trip time.
+    pub pongs_received: u64,
+    /// WebSocket payload bytes of every message received, for bandwidth figures.
+    pub bytes_received: u64,
+    /// Messages counted in `bytes_received`.
+    pub messages_received: u64,
+}
+
+/// The I/O-free state of one player: identity from the `Welcome`, outgoing sequence
+/// numbers, and the measurements made as replies arrive.
+#[derive(Debug, Clone)]
+pub struct Session {
+    welcome: Welcome,
+    /// Origin of ping nonces: a nonce is the send time in microseconds since `epoch`,
+    /// so a pong carries its own send time and no table of pending pings is needed.
+    epoch: Instant,
+    next_seq: u32,
+    /// Send time of recent inputs, indexed by `seq % INPUT_HISTORY`; the stored seq
+    /// tells whether the slot still holds the input asked about.
+    sent: [Option<(u32, Instant)>; INPUT_HISTORY],
+    /// Highest seq already reported as acknowledged, so each is measured once.
+    acked: u32,
+    last_tick: Option<u64>,
+    last_snapshot_at: Option<Instant>,
+    last_snapshot: Option<SnapshotMetrics>,
+    last_rtt: Option<Duration>,
+    stats: SessionStats,
+}
+
+impl Session {
+    /// Starts a session from the server's `Welcome`. `epoch` is the origin of ping
+    /// nonces; any instant before the first ping works (the connection uses the moment
+    /// it started connecting).
+    pub fn new(welcome: Welcome, epoch: Instant) -> Self {
+        Self {
+            welcome,
+            epoch,
+            next_seq: 1,
+            sent: [None; INPUT_HISTORY],
+            acked: 0,
+            last_tick: None,
+            last_snapshot_at: None,
+            last_snapshot: None,
+            last_rtt: None,
+            stats: SessionStats::default(),
+        }
+    }
+
+    /// The server's answer to our `Hello`.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// Creates the next input to send at `now`, with the next sequence number (the
+    /// first is 1), and remembers when it was sent.
+    pub fn next_input(&mut self, now: Instant, movement: Vec2, buttons: u16) -> Input {
+        let seq = self.next_seq;
+        // Saturating: u32 at 30 inputs/s lasts four years; a repeated seq is then
+        // refused by the server rather than wrapping to something that looks old.
+        self.next_seq = self.next_seq.saturating_add(1);
+        self.sent[seq as usize % INPUT_HISTORY] = Some((seq, now));
+        self.stats.inputs_sent += 1;
+        Input {
+            seq,
+            movement,
+            buttons,
+        }
+    }
+
+    /// Creates a ping sent at `now`; its nonce encodes `now`.
+    pub fn next_ping(&mut self, now: Instant) -> Ping {
+        self.stats.pings_sent += 1;
+        Ping {
+            nonce: self.micros_since_epoch(now),
+        }
+    }
+
+    /// Handles a snapshot that arrived at `now` and returns what it measured. The same
+    /// value stays readable through [`Session::last_snapshot_metrics`].
+    pub fn handle_snapshot(&mut self, now: Instant, snapshot: &Snapshot) -> SnapshotMetrics {
+        self.stats.snapshots_received += 1;
+        let gap = self
+            .last_snapshot_at
+            .map(|prev| now.saturating_duration_since(prev));
+        self.last_snapshot_at = Some(now);
+
+        let missed = match self.last_tick {
+            Some(last) if snapshot.tick <= last => {
+                self.stats.snapshots_stale += 1;
+                0
+            }
+            Some(last) => snapshot.tick - last - 1,
+            None => 0,
+        };
+        self.last_tick = Some(
+            self.last_tick
+                .map_or(snapshot.tick, |t| t.max(snapshot.tick)),
+        );
+        self.stats.snapshots_missed += missed;
+
+        let input_ack = self.acknowledge(now, snapshot.last_input_seq);
+        let metrics = SnapshotMetrics {
+            gap,
+            missed,
+            input_ack,
+        };
+        self.last_snapshot = Some(metrics);
+        metrics
+    }
+
+    /// Handles a pong that arrived at `now`; returns the round-trip time, or `None` if
+    /// the nonce is not a send time of ours (it lies in the future).
+    pub fn handle_pong(&mut self, now: Instant, pong: &Pong) -> Option<Duration> {
+        let now_us = self.micros_since_epoch(now);
+        let rtt = now_us.checked_sub(pong.nonce).map(Duration::from_micros)?;
+        self.stats.pongs_received += 1;
+        self.last_rtt = Some(rtt);
+        Some(rtt)
+    }
+
+    /// Counts the payload of one received WebSocket message.
+    pub fn handle_bytes(&mut self, bytes: usize) {
+        self.stats.bytes_received += bytes as u64;
+        self.stats.messages_received += 1;
+    }
+
+    /// Running totals.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// What the most recent snapshot measured.
+    pub fn last_snapshot_metrics(&self) -> Option<SnapshotMetrics> {
+        self.last_snapshot
+    }
+
+    /// The most recent round-trip time.
+    pub fn last_rtt(&self) -> Option<Duration> {
+        self.last_rtt
+    }
+
+    /// Tick of the newest snapshot received.
+    pub fn last_tick(&self) -> Option<u64> {
+        self.last_tick
+    }
+
+    /// Sequence number of the newest input the server has applied (0: none yet).
+    pub fn acked_seq(&self) -> u32 {
+        self.acked
+    }
+
+    /// Latency of input `seq` the first time it is acknowledged. A seq we never sent
+    /// (at or beyond `next_seq`) is ignored rather than trusted.
+    fn acknowledge(&mut self, now: Instant, seq: u32) -> Option<Duration> {
+        if seq <= self.acked || seq >= self.next_seq {
+            return None;
+        }
+        self.acked = seq;
+        match self.sent[seq as usize % INPUT_HISTORY] {
+            Some((stored, sent_at)) if stored == seq => {
+                Some(now.saturating_duration_since(sent_at))
+            }
+            _ => None,
+        }
+    }
+
+    fn micros_since_epoch(&self, now: Instant) -> u64 {
+        let micros = now.saturating_duration_since(self.epoch).as_micros();
+        u64::try_from(micros).unwrap_or(u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn welcome() -> Welcome {
+        Welcome {
+            protocol_version: tickcast_shared::PROTOCOL_VERSION,
+            player_id: 1,
+            entity_id: 7,
+            tick_rate: 30,
+            server_tick: 100,
+            world_size: Vec2::new(1000.0, 1000.0),
+        }
+    }
+
+    fn snap(tick: u64, last_input_seq: u32) -> Snapshot {
+        Snapshot {
+            tick,
+            last_input_seq,
+            entities: Vec::new(),
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn input_seq_starts_at_one_and_increases() {
+        let t0 = Instant::now();
+        let mut s = Session::new(welcome(), t0);
+        let a = s.next_input(t0, Vec2::X, 0);
+        let b = s.next_input(t0, Vec2::Y, 3);
+        assert_eq!((a.seq, b.seq), (1, 2));
+        assert_eq!(b.buttons, 3);
+        assert_eq!(s.stats().inputs_sent, 2);
+    }
+
+    #[test]
+    fn input_ack_latency_is_reported_once_per_seq() {
+        let t0 = Instant::now();
+        let mut s = Session::new(welcome(), t0);
+        s.next_input(t0, Vec2::X, 0); // seq 1 at 0 ms
+        s.next_input(t0 + ms(10), Vec2::X, 0); // seq 2 at 10 ms
+
+        assert_eq!(s.handle_snapshot(t0 + ms(5), &snap(101, 0)).input_ack, None);
+        assert_eq!(
+            s.handle_snapshot(t0 + ms(40), &snap(102, 1)).input_ack,
+            Some(ms(40))
+        );
+        // Same seq again: already measured.
+        assert_eq!(
+            s.handle_snapshot(t0 + ms(70), &snap(103, 1)).input_ack,
+            None
+        );
+        assert_eq!(
+            s.handle_snapshot(t0 + ms(100), &snap(104, 2)).input_ack,
+            Some(ms(90))
+        );
+        assert_eq!(s.acked_seq(), 2);
+    }
+
+    #[test]
+    fn ack_of_unsent_or_forgotten_input_is_not_measured() {
+        let t0 = Instant::now();
+        let mut s = Session::new(welcome(), t0);
+        // Never sent: ignored, and does not move the ack forward.
+        assert_eq!(s.handle_snapshot(t0, &snap(1, 5)).input_ack, None);
+        assert_eq!(s.acked_seq(), 0);
+
+        for i in 0..(INPUT_HISTORY as u64 + 10) {
+            s.next_input(t0 + ms(i), Vec2::X, 0);
+        }
+        // Seq 3 was overwritten by seq 3 + 256 in the ring.
+        assert_eq!(
+            s.handle_snapshot(t0 + ms(1000), &snap(2, 3)).input_ack,
+            None
+        );
+        assert_eq!(s.acked_seq(), 3);
+        // The newest is still there.
+        let newest = INPUT_HISTORY as u32 + 10;
+        assert_eq!(
+            s.handle_snapshot(t0 + ms(1000), &snap(3, newest)).input_ack,
+            Some(ms(1000 - (newest as u64 - 1)))
+        );
+    }
+
+    #[test]
+    fn snapshot_gap_and_missed_ticks() {
+        let t0 = Instant::now();
+        let mut s = Session::new(welcome(), t0);
+        let first = s.handle_snapshot(t0, &snap(100, 0));
+        assert_eq!((first.gap, first.missed), (None, 0));
+
+        let second = s.handle_snapshot(t0 + ms(33), &snap(101, 0));
+        assert_eq!((second.gap, second.missed), (Some(ms(33)), 0));
+
+        // Ticks 102..=104 were skipped by the server.
+        let third = s.handle_snapshot(t0 + ms(166), &snap(105, 0));
+        assert_eq!((third.gap, third.missed), (Some(ms(133)), 3));
+        assert_eq!(s.last_snapshot_metrics(), Some(third));
+
+        // A stale tick counts as stale, not as missed, and does not move last_tick back.
+        let stale = s.handle_snapshot(t0 + ms(170), &snap(104, 0));
+        assert_eq!(stale.missed, 0);
+        assert_eq!(s.last_tick(), Some(105));
+
+        let st = s.stats();
+        assert_eq!(st.snapshots_received, 4);
+        assert_eq!(st.snapshots_missed, 3);
+        assert_eq!(st.snapshots_stale, 1);
+    }
+
+    #[test]
+    fn rtt_from_pong_nonce() {
+        let t0 = Instant::now();
+        let mut s = Session::new(welcome(), t0);
+        let ping = s.next_ping(t0 + ms(1500));
+        assert_eq!(ping.nonce, 1_500_000);
+        let rtt = s.handle_pong(
+            t0 + ms(1512),
+            &Pong {
+                nonce: ping.nonce,
+                server_tick: 0,
+            },
+        );
+        assert_eq!(rtt, Some(ms(12)));
+        assert_eq!(s.last_rtt(), Some(ms(12)));
+
+        // A nonce from the future is not ours.
+        let bogus = Pong {
+            nonce: u64::MAX,
+            server_tick: 0,
+        };
+        assert_eq!(s.handle_pong(t0 + ms(2000), &bogus), None);
+        assert_eq!(s.stats().pongs_received, 1);
+        assert_eq!(s.stats().pings_sent, 1);
+    }
+
+    #[test]
+    fn bytes_are_counted() {
+        let t0 = Instant::now();
+        let mut s = Session::new(welcome(), t0);
+        s.handle_bytes(100);
+        s.handle_bytes(23);
+        assert_eq!(s.stats().bytes_received, 123);
+        assert_eq!(s.stats().messages_received, 2);
+        assert_eq!(s.welcome().entity_id, 7);
+    }
+}
