@@ -1,1 +1,160 @@
-fn main() {}
+//! Frame cost: encoding and decoding each protocol message, and writing a snapshot
+//! frame through fastwebsockets to an in-memory sink.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use fastwebsockets::{Frame, Payload, Role};
+use glam::Vec2;
+use tickcast::shared::codec::{
+    decode_client, decode_server, encode_into, encode_snapshot_body, write_snapshot,
+};
+use tickcast::shared::{
+    ClientMsg, EntityKind, EntityState, Hello, Input, Ping, Pong, ServerMsg, Snapshot, Welcome,
+};
+
+fn entities(n: u32) -> Vec<EntityState> {
+    (0..n)
+        .map(|i| EntityState {
+            id: i,
+            kind: if i % 10 == 0 {
+                EntityKind::Avatar
+            } else {
+                EntityKind::Npc
+            },
+            pos: Vec2::new(i as f32 * 0.37 % 1000.0, i as f32 * 0.91 % 1000.0),
+            vel: Vec2::new(33.0, -41.5),
+        })
+        .collect()
+}
+
+fn client_messages() -> Vec<(&'static str, ClientMsg)> {
+    vec![
+        (
+            "hello",
+            ClientMsg::Hello(Hello {
+                protocol_version: 1,
+                name: "player-one".into(),
+                room: "lobby".into(),
+            }),
+        ),
+        (
+            "input",
+            ClientMsg::Input(Input {
+                seq: 123_456,
+                movement: Vec2::new(0.6, -0.8),
+                buttons: 3,
+            }),
+        ),
+        (
+            "ping",
+            ClientMsg::Ping(Ping {
+                nonce: 1_700_000_000_000,
+            }),
+        ),
+    ]
+}
+
+fn server_messages() -> Vec<(String, ServerMsg)> {
+    let mut v = vec![
+        (
+            "welcome".to_owned(),
+            ServerMsg::Welcome(Welcome {
+                protocol_version: 1,
+                player_id: 7,
+                entity_id: 1007,
+                tick_rate: 30,
+                server_tick: 90_000,
+                world_size: Vec2::splat(1000.0),
+            }),
+        ),
+        (
+            "pong".to_owned(),
+            ServerMsg::Pong(Pong {
+                nonce: 1_700_000_000_000,
+                server_tick: 90_000,
+            }),
+        ),
+    ];
+    for n in [100, 1000, 10_000] {
+        let snap = Snapshot {
+            tick: 90_000,
+            last_input_seq: 123_456,
+            entities: entities(n),
+        };
+        v.push((format!("snapshot/{n}"), ServerMsg::Snapshot(snap)));
+    }
+    v
+}
+
+fn codec(c: &mut Criterion) {
+    let mut group = c.benchmark_group("codec");
+    let mut buf = Vec::with_capacity(1 << 20);
+    for (name, msg) in client_messages() {
+        buf.clear();
+        let len = encode_into(&msg, &mut buf).expect("encodes");
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(BenchmarkId::new("encode", name), |b| {
+            b.iter(|| {
+                buf.clear();
+                encode_into(black_box(&msg), &mut buf).expect("encodes")
+            })
+        });
+        let bytes = buf.clone();
+        group.bench_function(BenchmarkId::new("decode", name), |b| {
+            b.iter(|| decode_client(black_box(&bytes), 64 * 1024).expect("decodes"))
+        });
+    }
+    for (name, msg) in server_messages() {
+        buf.clear();
+        let len = encode_into(&msg, &mut buf).expect("encodes");
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(BenchmarkId::new("encode", &name), |b| {
+            b.iter(|| {
+                buf.clear();
+                encode_into(black_box(&msg), &mut buf).expect("encodes")
+            })
+        });
+        let bytes = buf.clone();
+        group.bench_function(BenchmarkId::new("decode", &name), |b| {
+            b.iter(|| decode_server(black_box(&bytes)).expect("decodes"))
+        });
+    }
+    group.finish();
+}
+
+/// What a writer does per player per tick: frame the shared body with the player's
+/// header, and write it as one WebSocket binary frame.
+fn snapshot_frame(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("snapshot_frame");
+    for n in [100u32, 1000, 10_000] {
+        let mut body = Vec::new();
+        encode_snapshot_body(&entities(n), &mut body).expect("encodes");
+        let body = bytes::Bytes::from(body);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(BenchmarkId::new("fastwebsockets_write", n), |b| {
+            let (_, mut ws) = fastwebsockets::after_handshake_split(
+                tokio::io::empty(),
+                tokio::io::sink(),
+                Role::Server,
+            );
+            let mut buf = Vec::with_capacity(body.len() + 16);
+            let mut tick = 0u64;
+            // The sink is always ready, so block_on adds only a poll's overhead.
+            b.iter(|| {
+                tick += 1;
+                buf.clear();
+                write_snapshot(tick, 42, &body, &mut buf).expect("encodes");
+                rt.block_on(ws.write_frame(Frame::binary(Payload::Borrowed(&buf))))
+                    .expect("sink accepts");
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, codec, snapshot_frame);
+criterion_main!(benches);

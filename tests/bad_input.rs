@@ -1,6 +1,8 @@
 //! Bad input closes only the offending connection, with the documented close code, and
 //! the other players of the room miss no snapshot meanwhile.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 mod common;
 
 use std::time::Duration;
@@ -48,7 +50,9 @@ async fn abusers_are_closed_with_their_code_and_others_miss_nothing() {
     let server = start(c).await;
     let url = server.ws_url("abuse");
     let stop = tokio_util::sync::CancellationToken::new();
-    let watchers: Vec<_> = (0..2).map(|_| tokio::spawn(watcher(url.clone(), stop.clone()))).collect();
+    let watchers: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(watcher(url.clone(), stop.clone())))
+        .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let expect = |want: DisconnectReason, got: (u16, String)| {
@@ -58,20 +62,34 @@ async fn abusers_are_closed_with_their_code_and_others_miss_nothing() {
 
     // Garbage binary: does not decode.
     let mut ws = joined(&url).await;
-    ws.send(Message::Binary(vec![0xff, 0x13, 0x37, 0x00, 0x42].into())).await.unwrap();
-    expect(DisconnectReason::InvalidPayload, expect_close(&mut ws).await);
+    ws.send(Message::Binary(vec![0xff, 0x13, 0x37, 0x00, 0x42].into()))
+        .await
+        .unwrap();
+    expect(
+        DisconnectReason::InvalidPayload,
+        expect_close(&mut ws).await,
+    );
 
     // Oversized: one message above --max-message-bytes.
     let mut ws = joined(&url).await;
-    ws.send(Message::Binary(vec![0u8; 4096].into())).await.unwrap();
+    ws.send(Message::Binary(vec![0u8; 4096].into()))
+        .await
+        .unwrap();
     expect(DisconnectReason::MessageTooBig, expect_close(&mut ws).await);
 
     // Oversized across fragments: each frame is under the limit, the message is not.
     let mut ws = joined(&url).await;
-    use tokio_tungstenite::tungstenite::protocol::frame::{coding::{Data, OpCode}, Frame};
+    use tokio_tungstenite::tungstenite::protocol::frame::{
+        coding::{Data, OpCode},
+        Frame,
+    };
     let part = |op, fin| Message::Frame(Frame::message(vec![1u8; 600], op, fin));
-    ws.send(part(OpCode::Data(Data::Binary), false)).await.unwrap();
-    ws.send(part(OpCode::Data(Data::Continue), true)).await.unwrap();
+    ws.send(part(OpCode::Data(Data::Binary), false))
+        .await
+        .unwrap();
+    ws.send(part(OpCode::Data(Data::Continue), true))
+        .await
+        .unwrap();
     expect(DisconnectReason::MessageTooBig, expect_close(&mut ws).await);
 
     // A text frame.
@@ -81,20 +99,53 @@ async fn abusers_are_closed_with_their_code_and_others_miss_nothing() {
 
     // A second Hello.
     let mut ws = joined(&url).await;
-    send(&mut ws, &ClientMsg::Hello(Hello { protocol_version: 1, name: "again".into(), room: String::new() })).await;
-    expect(DisconnectReason::UnexpectedMessage, expect_close(&mut ws).await);
+    send(
+        &mut ws,
+        &ClientMsg::Hello(Hello {
+            protocol_version: 1,
+            name: "again".into(),
+            room: String::new(),
+        }),
+    )
+    .await;
+    expect(
+        DisconnectReason::UnexpectedMessage,
+        expect_close(&mut ws).await,
+    );
 
     // Input sequence going backwards.
     let mut ws = joined(&url).await;
     for seq in [5, 3] {
-        send(&mut ws, &ClientMsg::Input(Input { seq, movement: Vec2::X, buttons: 0 })).await;
+        send(
+            &mut ws,
+            &ClientMsg::Input(Input {
+                seq,
+                movement: Vec2::X,
+                buttons: 0,
+            }),
+        )
+        .await;
     }
-    expect(DisconnectReason::UnexpectedMessage, expect_close(&mut ws).await);
+    expect(
+        DisconnectReason::UnexpectedMessage,
+        expect_close(&mut ws).await,
+    );
 
     // Non-finite movement.
     let mut ws = joined(&url).await;
-    send(&mut ws, &ClientMsg::Input(Input { seq: 1, movement: Vec2::new(f32::NAN, 0.0), buttons: 0 })).await;
-    expect(DisconnectReason::InvalidPayload, expect_close(&mut ws).await);
+    send(
+        &mut ws,
+        &ClientMsg::Input(Input {
+            seq: 1,
+            movement: Vec2::new(f32::NAN, 0.0),
+            buttons: 0,
+        }),
+    )
+    .await;
+    expect(
+        DisconnectReason::InvalidPayload,
+        expect_close(&mut ws).await,
+    );
 
     // Keep watching a while after the abuse, so a stall it caused would show.
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -114,20 +165,67 @@ async fn protocol_order_and_version_are_enforced() {
     let url = server.ws_url("lobby");
 
     let mut ws = connect(&url).await;
-    send(&mut ws, &ClientMsg::Input(Input { seq: 1, movement: Vec2::X, buttons: 0 })).await;
-    assert_eq!(expect_close(&mut ws).await.0, DisconnectReason::UnexpectedMessage.code(), "input before hello");
+    send(
+        &mut ws,
+        &ClientMsg::Input(Input {
+            seq: 1,
+            movement: Vec2::X,
+            buttons: 0,
+        }),
+    )
+    .await;
+    assert_eq!(
+        expect_close(&mut ws).await.0,
+        DisconnectReason::UnexpectedMessage.code(),
+        "input before hello"
+    );
 
     let mut ws = connect(&url).await;
-    send(&mut ws, &ClientMsg::Hello(Hello { protocol_version: 99, name: "future".into(), room: String::new() })).await;
-    assert_eq!(expect_close(&mut ws).await.0, DisconnectReason::VersionMismatch.code());
+    send(
+        &mut ws,
+        &ClientMsg::Hello(Hello {
+            protocol_version: 99,
+            name: "future".into(),
+            room: String::new(),
+        }),
+    )
+    .await;
+    assert_eq!(
+        expect_close(&mut ws).await.0,
+        DisconnectReason::VersionMismatch.code()
+    );
 
     let mut ws = connect(&url).await;
-    send(&mut ws, &ClientMsg::Hello(Hello { protocol_version: 1, name: "x".into(), room: "elsewhere".into() })).await;
-    assert_eq!(expect_close(&mut ws).await.0, DisconnectReason::InvalidHello.code(), "room differs from the URL");
+    send(
+        &mut ws,
+        &ClientMsg::Hello(Hello {
+            protocol_version: 1,
+            name: "x".into(),
+            room: "elsewhere".into(),
+        }),
+    )
+    .await;
+    assert_eq!(
+        expect_close(&mut ws).await.0,
+        DisconnectReason::InvalidHello.code(),
+        "room differs from the URL"
+    );
 
     let mut ws = connect(&url).await;
-    send(&mut ws, &ClientMsg::Hello(Hello { protocol_version: 1, name: String::new(), room: String::new() })).await;
-    assert_eq!(expect_close(&mut ws).await.0, DisconnectReason::InvalidHello.code(), "empty name");
+    send(
+        &mut ws,
+        &ClientMsg::Hello(Hello {
+            protocol_version: 1,
+            name: String::new(),
+            room: String::new(),
+        }),
+    )
+    .await;
+    assert_eq!(
+        expect_close(&mut ws).await.0,
+        DisconnectReason::InvalidHello.code(),
+        "empty name"
+    );
     server.stop().await.unwrap();
 }
 
@@ -142,16 +240,25 @@ async fn timeouts_and_rate_limit_close_with_their_codes() {
     let url = server.ws_url("lobby");
 
     let mut ws = connect(&url).await;
-    assert_eq!(expect_close(&mut ws).await.0, DisconnectReason::HelloTimeout.code());
+    assert_eq!(
+        expect_close(&mut ws).await.0,
+        DisconnectReason::HelloTimeout.code()
+    );
 
     let mut ws = joined(&url).await;
-    assert_eq!(expect_close(&mut ws).await.0, DisconnectReason::IdleTimeout.code());
+    assert_eq!(
+        expect_close(&mut ws).await.0,
+        DisconnectReason::IdleTimeout.code()
+    );
 
     let mut ws = joined(&url).await;
     for nonce in 0..100 {
         send(&mut ws, &ClientMsg::Ping(Ping { nonce })).await;
     }
-    assert_eq!(expect_close(&mut ws).await.0, DisconnectReason::RateLimited.code());
+    assert_eq!(
+        expect_close(&mut ws).await.0,
+        DisconnectReason::RateLimited.code()
+    );
     server.stop().await.unwrap();
 }
 

@@ -1,5 +1,7 @@
 //! Graceful shutdown: every connected client gets close 1001, and `run` returns.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 mod common;
 
 use common::*;

@@ -8,7 +8,9 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tickcast::server::Config;
 use tickcast::shared::codec::{decode_server, encode_to_vec};
-use tickcast::shared::{ClientMsg, Hello, ServerMsg, Snapshot, Welcome, PROTOCOL_VERSION, SUBPROTOCOL};
+use tickcast::shared::{
+    ClientMsg, Hello, ServerMsg, Snapshot, Welcome, PROTOCOL_VERSION, SUBPROTOCOL,
+};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -43,10 +45,11 @@ impl TestServer {
 
 /// Default test configuration: loopback, port 0, a small world.
 pub fn config() -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    c.npcs = 16;
-    c
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        npcs: 16,
+        ..Config::default()
+    }
 }
 
 pub async fn start(config: Config) -> TestServer {
@@ -54,22 +57,37 @@ pub async fn start(config: Config) -> TestServer {
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(tickcast::server::run(listener, config, shutdown.clone()));
-    TestServer { addr, shutdown, task }
+    TestServer {
+        addr,
+        shutdown,
+        task,
+    }
 }
 
 /// Opens a WebSocket with tokio-tungstenite, offering `tickcast.v1` unless `protocol`
 /// says otherwise, with an optional Origin.
-pub async fn connect_with(url: &str, protocol: Option<&str>, origin: Option<&str>) -> Result<Ws, tungstenite::Error> {
+pub async fn connect_with(
+    url: &str,
+    protocol: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Ws, tungstenite::Error> {
     let mut req = url.into_client_request()?;
     if let Some(p) = protocol {
-        req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(p).unwrap());
+        req.headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_str(p).unwrap());
     }
     if let Some(o) = origin {
-        req.headers_mut().insert("origin", HeaderValue::from_str(o).unwrap());
+        req.headers_mut()
+            .insert("origin", HeaderValue::from_str(o).unwrap());
     }
-    let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("connect timed out")?;
+    let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("connect timed out")?;
     if protocol == Some(SUBPROTOCOL) {
-        assert_eq!(response.headers().get("sec-websocket-protocol").unwrap(), SUBPROTOCOL);
+        assert_eq!(
+            response.headers().get("sec-websocket-protocol").unwrap(),
+            SUBPROTOCOL
+        );
     }
     Ok(ws)
 }
@@ -87,13 +105,19 @@ pub fn refused_status(err: &tungstenite::Error) -> u16 {
 }
 
 pub async fn send(ws: &mut Ws, msg: &ClientMsg) {
-    ws.send(Message::Binary(encode_to_vec(msg).unwrap().into())).await.unwrap();
+    ws.send(Message::Binary(encode_to_vec(msg).unwrap().into()))
+        .await
+        .unwrap();
 }
 
 /// Next protocol message, skipping control frames. Panics on close or timeout.
 pub async fn recv(ws: &mut Ws) -> ServerMsg {
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("no message in time").expect("stream ended").unwrap();
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("no message in time")
+            .expect("stream ended")
+            .unwrap();
         match msg {
             Message::Binary(bytes) => return decode_server(&bytes).unwrap(),
             Message::Ping(_) | Message::Pong(_) => continue,
@@ -112,7 +136,15 @@ pub async fn recv_snapshot(ws: &mut Ws) -> Snapshot {
 
 /// Sends Hello and returns the Welcome.
 pub async fn hello(ws: &mut Ws, name: &str) -> Welcome {
-    send(ws, &ClientMsg::Hello(Hello { protocol_version: PROTOCOL_VERSION, name: name.into(), room: String::new() })).await;
+    send(
+        ws,
+        &ClientMsg::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            name: name.into(),
+            room: String::new(),
+        }),
+    )
+    .await;
     match recv(ws).await {
         ServerMsg::Welcome(w) => w,
         other => panic!("expected Welcome, got {other:?}"),
@@ -123,9 +155,13 @@ pub async fn hello(ws: &mut Ws, name: &str) -> Welcome {
 /// that were already in flight are skipped.
 pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
     loop {
-        let next = tokio::time::timeout(WAIT, ws.next()).await.expect("no close in time");
+        let next = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("no close in time");
         match next {
-            Some(Ok(Message::Close(Some(frame)))) => return (u16::from(frame.code), frame.reason.to_string()),
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (u16::from(frame.code), frame.reason.to_string())
+            }
             Some(Ok(Message::Close(None))) => panic!("close frame without a code"),
             Some(Ok(_)) => continue,
             Some(Err(e)) => panic!("connection failed before a close frame: {e}"),
