@@ -22,7 +22,8 @@
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::message::{ClientMsg, EntityState, ServerMsg};
+use crate::delta::DeltaBody;
+use crate::message::{ClientMsg, ServerMsg};
 
 /// Ceiling on what decoding one server message may claim (strings, lists). bincode
 /// counts the in-memory size of decoded values (24 bytes per entity), so this also
@@ -122,31 +123,30 @@ fn decode_with<T: DeserializeOwned, C: bincode::config::Config>(
     Ok(msg)
 }
 
-/// Appends the shared part of a snapshot (the entity list) to `out`. Done once per tick.
+/// Appends the shared part of a snapshot (removed, changed, added) to `out`. Done once
+/// per distinct body: every caught-up player of a room shares one.
 ///
 /// # Errors
 /// As [`encode_into`].
-pub fn encode_snapshot_body(
-    entities: &[EntityState],
-    out: &mut Vec<u8>,
-) -> Result<usize, EncodeError> {
-    encode_into(entities, out)
+pub fn encode_snapshot_body(body: &DeltaBody, out: &mut Vec<u8>) -> Result<usize, EncodeError> {
+    encode_into(&(&body.removed, &body.changed, &body.added), out)
 }
 
 /// Appends one player's complete snapshot message to `out`: the per-player header
-/// (variant, tick, last applied input) followed by a body from [`encode_snapshot_body`].
-/// The result decodes as [`ServerMsg::Snapshot`].
+/// (variant, tick, base tick, last applied input) followed by a body from
+/// [`encode_snapshot_body`]. The result decodes as [`ServerMsg::Snapshot`].
 ///
 /// # Errors
 /// As [`encode_into`].
 pub fn write_snapshot(
     tick: u64,
+    base_tick: u64,
     last_input_seq: u32,
     body: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<usize, EncodeError> {
     let before = out.len();
-    encode_into(&(SNAPSHOT_VARIANT, tick, last_input_seq), out)?;
+    encode_into(&(SNAPSHOT_VARIANT, tick, base_tick, last_input_seq), out)?;
     out.extend_from_slice(body);
     Ok(out.len() - before)
 }
@@ -177,34 +177,35 @@ mod tests {
     use crate::message::*;
     use glam::Vec2;
 
-    fn world(n: u32) -> Vec<EntityState> {
-        (0..n)
-            .map(|i| EntityState {
-                id: i,
-                kind: if i % 7 == 0 {
-                    EntityKind::Avatar
-                } else {
-                    EntityKind::Npc
-                },
-                pos: Vec2::new(i as f32, 1000.0 - i as f32),
-                vel: Vec2::new(-3.5, 80.0),
-            })
-            .collect()
-    }
-
     #[test]
     fn split_snapshot_equals_whole_encoding() {
-        let entities = world(300);
+        let body = DeltaBody {
+            removed: vec![3, 0, 700],
+            changed: vec![Changed {
+                skip: 2,
+                dpos: [1, -1],
+                dvel: [0, 40],
+            }],
+            added: vec![Added {
+                id_gap: 1001,
+                kind: EntityKind::Avatar,
+                pos: [8000, 16000],
+                vel: [-53, 0],
+            }],
+        };
         let whole = encode_to_vec(&ServerMsg::Snapshot(Snapshot {
             tick: 1_234_567,
+            base_tick: 1_234_566,
             last_input_seq: 99_999,
-            entities: entities.clone(),
+            removed: body.removed.clone(),
+            changed: body.changed.clone(),
+            added: body.added.clone(),
         }))
         .unwrap();
-        let mut body = Vec::new();
-        encode_snapshot_body(&entities, &mut body).unwrap();
+        let mut shared = Vec::new();
+        encode_snapshot_body(&body, &mut shared).unwrap();
         let mut split = Vec::new();
-        write_snapshot(1_234_567, 99_999, &body, &mut split).unwrap();
+        write_snapshot(1_234_567, 1_234_566, 99_999, &shared, &mut split).unwrap();
         assert_eq!(split, whole);
     }
 
@@ -231,8 +232,8 @@ mod tests {
 
     #[test]
     fn lying_length_prefix_does_not_allocate() {
-        // Snapshot variant, tick 0, seq 0, then a u64 length of 2^62 entities.
-        let mut bytes = vec![1, 0, 0, 253];
+        // Snapshot variant, tick 0, base 0, seq 0, then a u64 length of 2^62 removed ids.
+        let mut bytes = vec![1, 0, 0, 0, 253];
         bytes.extend_from_slice(&(1u64 << 62).to_le_bytes());
         assert!(matches!(
             decode_server(&bytes),

@@ -1,7 +1,7 @@
 //! tickcast-shared: the wire protocol, with no I/O.
 //!
 //! Everything a server and a client must agree on lives here: the message types
-//! ([`message`]), the one codec entry point with its size limits ([`codec`]), the
+//! ([`message`]), quantisation and snapshot deltas ([`delta`]), the one codec entry point with its size limits ([`codec`]), the
 //! close codes a connection can end with ([`close`]), and the validation rules for
 //! the text a peer sends ([`validate`]). There is no tokio and no socket in this
 //! crate, so tests, benches and any client (native or a WASM build) can use it as is.
@@ -11,6 +11,7 @@
 
 pub mod close;
 pub mod codec;
+pub mod delta;
 pub mod message;
 pub mod validate;
 
@@ -20,7 +21,8 @@ pub use codec::{decode, decode_client, decode_server, encode_into, DecodeError, 
 /// glam versions themselves.
 pub use glam;
 pub use message::{
-    ClientMsg, EntityKind, EntityState, Hello, Input, Ping, Pong, ServerMsg, Snapshot, Welcome,
+    Added, Changed, ClientMsg, EntityKind, EntityState, Hello, Input, Ping, Pong, ServerMsg,
+    Snapshot, Welcome,
 };
 
 /// The WebSocket subprotocol a client must offer in `Sec-WebSocket-Protocol`.

@@ -78,17 +78,59 @@ pub struct Welcome {
     pub server_tick: u64,
     /// Width and height of the world, for rendering and for bots.
     pub world_size: Vec2,
+    /// World units per position quantum: positions are `quanta * pos_quantum`, and
+    /// velocities `quanta_per_tick * pos_quantum * tick_rate` units per second.
+    pub pos_quantum: f32,
 }
 
-/// The world after tick `tick`, as this player sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The world after tick `tick`, as this player sees it: a delta against the snapshot
+/// `base_tick` this player already has, or a keyframe when `base_tick` is 0.
+///
+/// Positions travel as integer quanta and velocities as quanta per tick (see
+/// [`crate::delta`]); a client holding the base predicts every entity forward by
+/// `tick - base_tick` ticks, then applies `removed`, `changed` and `added`. Entities
+/// that moved exactly as predicted are not listed at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// The tick this state is the result of.
+    /// The tick this state is the result of (ticks start at 1).
     pub tick: u64,
+    /// The tick of the snapshot this delta applies to; 0 for a keyframe.
+    pub base_tick: u64,
     /// `seq` of the last input of this player that the server applied (0: none yet).
     pub last_input_seq: u32,
-    /// Every entity in the world, sorted by id.
-    pub entities: Vec<EntityState>,
+    /// Entities of the base that are gone (despawned or out of view), as ascending id
+    /// gaps: the first is an id, each next one is `id - previous id - 1`.
+    pub removed: Vec<u32>,
+    /// Entities of the base (after `removed`) whose state differs from the prediction,
+    /// in id order.
+    pub changed: Vec<Changed>,
+    /// Entities the player does not have yet (spawned or entering view), as ascending
+    /// id gaps like `removed`.
+    pub added: Vec<Added>,
+}
+
+/// A held entity whose state is not what the client predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changed {
+    /// Unchanged entities to step over before this one (in the base, after removals).
+    pub skip: u32,
+    /// Position minus the predicted position, in quanta.
+    pub dpos: [i32; 2],
+    /// Velocity minus the base velocity, in quanta per tick.
+    pub dvel: [i32; 2],
+}
+
+/// An entity the client does not hold, with its whole state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Added {
+    /// Id gap from the previous added entity (the id itself for the first).
+    pub id_gap: u32,
+    /// Npc or avatar.
+    pub kind: EntityKind,
+    /// Position in quanta.
+    pub pos: [i32; 2],
+    /// Velocity in quanta per tick.
+    pub vel: [i32; 2],
 }
 
 /// Reply to a [`Ping`].
@@ -109,7 +151,8 @@ pub enum EntityKind {
     Avatar,
 }
 
-/// One entity's state in a snapshot.
+/// One entity's state in world units: what a game describes and what a client draws.
+/// On the wire it travels quantised (see [`crate::delta::QEntity`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EntityState {
     /// Stable id for the entity's lifetime.

@@ -3,7 +3,10 @@
 //!
 //! Floats are compared by their bits (so NaN payloads and -0.0 must survive too); the
 //! strategies mix arbitrary values with the edges of the varint forms (250/251,
-//! 65535/65536, 2^32) and of `f32` (NaN, infinities, -0.0, subnormals).
+//! 65535/65536, 2^32), of the zig-zag `i32` forms (±125/126, ±32,768) and of `f32` (NaN,
+//! infinities, -0.0, subnormals). Snapshots here are arbitrary (the codec does not care
+//! whether a delta applies); `delta_props.rs` covers applying them. Client messages are
+//! also decoded with `decode_client`, the server's path under the 4 KiB ceiling.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,14 +14,16 @@ use glam::Vec2;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use tickcast_shared::codec::{
-    decode_server, encode_into, encode_snapshot_body, encode_to_vec, write_snapshot,
+    decode_client, decode_server, encode_into, encode_snapshot_body, encode_to_vec, write_snapshot,
+    CLIENT_ALLOC_LIMIT,
 };
+use tickcast_shared::delta::DeltaBody;
 use tickcast_shared::{
-    decode, ClientMsg, DecodeError, EntityKind, EntityState, Hello, Input, Ping, Pong, ServerMsg,
-    Snapshot, Welcome, DEFAULT_MAX_MESSAGE_BYTES,
+    decode, Added, Changed, ClientMsg, DecodeError, EntityKind, Hello, Input, Ping, Pong,
+    ServerMsg, Snapshot, Welcome, DEFAULT_MAX_MESSAGE_BYTES,
 };
 
-/// Big enough for every generated message (200 entities are under 4 KiB).
+/// Big enough for every generated message (a snapshot of 3 × 64 records is under 8 KiB).
 const MAX: usize = DEFAULT_MAX_MESSAGE_BYTES;
 
 // ---------------------------------------------------------------- strategies
@@ -140,16 +145,75 @@ fn kind() -> impl Strategy<Value = EntityKind> {
     prop_oneof![Just(EntityKind::Npc), Just(EntityKind::Avatar)]
 }
 
-fn entity(f: impl Strategy<Value = f32> + Clone) -> impl Strategy<Value = EntityState> {
-    (u32_any(), kind(), vec2_with(f.clone()), vec2_with(f))
-        .prop_map(|(id, kind, pos, vel)| EntityState { id, kind, pos, vel })
+/// `i32` values, with the edges of the zig-zag varint forms (±125/126, ±32,767/32,768)
+/// and of the type.
+fn i32_any() -> impl Strategy<Value = i32> + Clone {
+    prop_oneof![
+        3 => any::<i32>(),
+        3 => -300i32..300,
+        2 => prop::sample::select(vec![
+            0,
+            1,
+            -1,
+            125,
+            -125,
+            126,
+            -126,
+            32_767,
+            -32_768,
+            32_768,
+            -32_769,
+            i32::MAX,
+            i32::MIN,
+            i32::MAX - 1,
+            i32::MIN + 1,
+        ]),
+    ]
 }
 
-fn entities_with(
-    f: impl Strategy<Value = f32> + Clone,
-    max: usize,
-) -> impl Strategy<Value = Vec<EntityState>> {
-    prop::collection::vec(entity(f), 0..max)
+fn pair() -> impl Strategy<Value = [i32; 2]> {
+    (i32_any(), i32_any()).prop_map(|(x, y)| [x, y])
+}
+
+fn changed() -> impl Strategy<Value = Changed> {
+    (u32_any(), pair(), pair()).prop_map(|(skip, dpos, dvel)| Changed { skip, dpos, dvel })
+}
+
+fn added() -> impl Strategy<Value = Added> {
+    (u32_any(), kind(), pair(), pair()).prop_map(|(id_gap, kind, pos, vel)| Added {
+        id_gap,
+        kind,
+        pos,
+        vel,
+    })
+}
+
+/// A snapshot body of up to `max` records of each list (the codec does not care whether
+/// the delta would apply).
+fn body(max: usize) -> impl Strategy<Value = DeltaBody> {
+    (
+        prop::collection::vec(u32_any(), 0..max),
+        prop::collection::vec(changed(), 0..max),
+        prop::collection::vec(added(), 0..max),
+    )
+        .prop_map(|(removed, changed, added)| DeltaBody {
+            removed,
+            changed,
+            added,
+        })
+}
+
+fn snapshot(max: usize) -> impl Strategy<Value = Snapshot> {
+    (u64_any(), u64_any(), u32_any(), body(max)).prop_map(|(tick, base_tick, last_input_seq, b)| {
+        Snapshot {
+            tick,
+            base_tick,
+            last_input_seq,
+            removed: b.removed,
+            changed: b.changed,
+            added: b.added,
+        }
+    })
 }
 
 fn welcome(f: impl Strategy<Value = f32> + Clone) -> impl Strategy<Value = Welcome> {
@@ -159,10 +223,19 @@ fn welcome(f: impl Strategy<Value = f32> + Clone) -> impl Strategy<Value = Welco
         u32_any(),
         u16_any(),
         u64_any(),
-        vec2_with(f),
+        vec2_with(f.clone()),
+        f,
     )
         .prop_map(
-            |(protocol_version, player_id, entity_id, tick_rate, server_tick, world_size)| {
+            |(
+                protocol_version,
+                player_id,
+                entity_id,
+                tick_rate,
+                server_tick,
+                world_size,
+                pos_quantum,
+            )| {
                 Welcome {
                     protocol_version,
                     player_id,
@@ -170,31 +243,27 @@ fn welcome(f: impl Strategy<Value = f32> + Clone) -> impl Strategy<Value = Welco
                     tick_rate,
                     server_tick,
                     world_size,
+                    pos_quantum,
                 }
             },
         )
 }
 
+/// Server messages; snapshots have up to `max_records` records in each of their lists.
 fn server_msg_with(
     f: impl Strategy<Value = f32> + Clone,
-    max_entities: usize,
+    max_records: usize,
 ) -> impl Strategy<Value = ServerMsg> {
     prop_oneof![
-        welcome(f.clone()).prop_map(ServerMsg::Welcome),
-        (u64_any(), u32_any(), entities_with(f, max_entities)).prop_map(
-            |(tick, last_input_seq, entities)| ServerMsg::Snapshot(Snapshot {
-                tick,
-                last_input_seq,
-                entities,
-            })
-        ),
+        welcome(f).prop_map(ServerMsg::Welcome),
+        snapshot(max_records).prop_map(ServerMsg::Snapshot),
         (u64_any(), u64_any())
             .prop_map(|(nonce, server_tick)| ServerMsg::Pong(Pong { nonce, server_tick })),
     ]
 }
 
 fn server_msg() -> impl Strategy<Value = ServerMsg> {
-    server_msg_with(f32_any(), 200)
+    server_msg_with(f32_any(), 32)
 }
 
 /// A valid encoding of either direction, tagged with its direction.
@@ -204,10 +273,10 @@ enum Any {
     Server(ServerMsg),
 }
 
-fn any_msg(max_entities: usize) -> impl Strategy<Value = Any> {
+fn any_msg(max_records: usize) -> impl Strategy<Value = Any> {
     prop_oneof![
         client_msg().prop_map(Any::Client),
-        server_msg_with(f32_any(), max_entities).prop_map(Any::Server),
+        server_msg_with(f32_any(), max_records).prop_map(Any::Server),
     ]
 }
 
@@ -222,7 +291,17 @@ impl Any {
     /// Decodes `bytes` as this message's direction; `Ok(())` if it decoded.
     fn decode_same_direction(&self, bytes: &[u8], max: usize) -> Result<(), DecodeError> {
         match self {
-            Any::Client(_) => decode::<ClientMsg>(bytes, max).map(drop),
+            Any::Client(_) => {
+                // The generic decoder and the server's (under the client ceiling) agree.
+                let generic = decode::<ClientMsg>(bytes, max).map(drop);
+                let server = decode_client(bytes, max).map(drop);
+                assert_eq!(
+                    generic.is_ok(),
+                    server.is_ok(),
+                    "decode and decode_client disagree"
+                );
+                server
+            }
             Any::Server(_) => decode::<ServerMsg>(bytes, max).map(drop),
         }
     }
@@ -247,13 +326,6 @@ fn client_same_bits(a: &ClientMsg, b: &ClientMsg) -> bool {
     }
 }
 
-fn entity_same_bits(a: &EntityState, b: &EntityState) -> bool {
-    a.id == b.id
-        && a.kind == b.kind
-        && vec2_bits(a.pos) == vec2_bits(b.pos)
-        && vec2_bits(a.vel) == vec2_bits(b.vel)
-}
-
 fn server_same_bits(a: &ServerMsg, b: &ServerMsg) -> bool {
     match (a, b) {
         (ServerMsg::Welcome(a), ServerMsg::Welcome(b)) => {
@@ -263,16 +335,10 @@ fn server_same_bits(a: &ServerMsg, b: &ServerMsg) -> bool {
                 && a.tick_rate == b.tick_rate
                 && a.server_tick == b.server_tick
                 && vec2_bits(a.world_size) == vec2_bits(b.world_size)
+                && a.pos_quantum.to_bits() == b.pos_quantum.to_bits()
         }
-        (ServerMsg::Snapshot(a), ServerMsg::Snapshot(b)) => {
-            a.tick == b.tick
-                && a.last_input_seq == b.last_input_seq
-                && a.entities.len() == b.entities.len()
-                && a.entities
-                    .iter()
-                    .zip(&b.entities)
-                    .all(|(a, b)| entity_same_bits(a, b))
-        }
+        // Snapshots are integers only: plain equality is bit equality.
+        (ServerMsg::Snapshot(a), ServerMsg::Snapshot(b)) => a == b,
         (ServerMsg::Pong(a), ServerMsg::Pong(b)) => a == b,
         _ => false,
     }
@@ -289,6 +355,8 @@ proptest! {
         let bytes = encode_to_vec(&m).unwrap();
         let back: ClientMsg = decode(&bytes, MAX).unwrap();
         prop_assert!(client_same_bits(&m, &back), "{m:?} came back as {back:?}");
+        let via_server_path = decode_client(&bytes, MAX).unwrap();
+        prop_assert!(client_same_bits(&m, &via_server_path));
         // The encoding is a function of the bits: re-encoding gives the same bytes.
         prop_assert_eq!(encode_to_vec(&back).unwrap(), bytes);
     }
@@ -307,18 +375,19 @@ proptest! {
     #[test]
     fn round_trip_eq_without_nan(
         c in client_msg_with(f32_not_nan()),
-        s in server_msg_with(f32_not_nan(), 200),
+        s in server_msg_with(f32_not_nan(), 32),
     ) {
         let cb = encode_to_vec(&c).unwrap();
+        prop_assert_eq!(decode_client(&cb, MAX).unwrap(), c.clone());
         prop_assert_eq!(decode::<ClientMsg>(&cb, MAX).unwrap(), c);
         let sb = encode_to_vec(&s).unwrap();
         prop_assert_eq!(decode_server(&sb).unwrap(), s);
     }
 
     /// Every strict prefix of a valid encoding is an error, never a panic and never Ok.
-    /// Messages are kept small (up to 16 entities) so that every prefix is tried.
+    /// Messages are kept small (up to 12 records per list) so that every prefix is tried.
     #[test]
-    fn every_truncation_fails(m in any_msg(16)) {
+    fn every_truncation_fails(m in any_msg(12)) {
         let bytes = m.encode();
         for cut in 0..bytes.len() {
             let prefix = &bytes[..cut];
@@ -333,7 +402,7 @@ proptest! {
     /// A valid message followed by anything is refused as `TrailingBytes` with the count.
     #[test]
     fn trailing_bytes_are_counted(
-        m in any_msg(200),
+        m in any_msg(32),
         extra in prop::collection::vec(any::<u8>(), 1..64),
     ) {
         let mut bytes = m.encode();
@@ -355,7 +424,7 @@ proptest! {
     /// Longer than `max_bytes` is `TooLarge`, valid or not: the size is checked first.
     #[test]
     fn too_large_is_refused_before_decoding(
-        m in any_msg(200),
+        m in any_msg(32),
         under in 1usize..64,
         garbage in any::<bool>(),
     ) {
@@ -389,11 +458,39 @@ proptest! {
     }
 }
 
-// Properties over big snapshots (up to 200 entities) are costlier per case.
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Truncations of big snapshots (up to 200 entities): the first and last 40 cuts and
+    /// `decode_client` refuses a `Hello` whose strings claim more than
+    /// `CLIENT_ALLOC_LIMIT`, even when the message is within the size limit, and
+    /// accepts one comfortably under it; the generic decoder accepts both.
+    #[test]
+    fn client_alloc_ceiling(name_len in 0usize..6000, room_len in 0usize..3000) {
+        let m = ClientMsg::Hello(Hello {
+            protocol_version: 1,
+            name: "n".repeat(name_len),
+            room: "r".repeat(room_len),
+        });
+        let bytes = encode_to_vec(&m).unwrap();
+        prop_assert_eq!(decode::<ClientMsg>(&bytes, MAX).unwrap(), m.clone());
+        let claimed = name_len + room_len;
+        if claimed + 64 <= CLIENT_ALLOC_LIMIT {
+            prop_assert_eq!(decode_client(&bytes, MAX).unwrap(), m);
+        } else if claimed > CLIENT_ALLOC_LIMIT {
+            let err = decode_client(&bytes, MAX).unwrap_err();
+            prop_assert!(
+                matches!(err, DecodeError::Malformed(bincode::error::DecodeError::LimitExceeded)),
+                "{err:?}"
+            );
+        }
+    }
+}
+
+// Properties over big snapshots are costlier per case.
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Truncations of big snapshots (up to 3 × 32 records): the first and last 40 cuts and
     /// 64 random ones.
     #[test]
     fn truncations_of_big_messages_fail(
@@ -410,35 +507,33 @@ proptest! {
         }
     }
 
-    /// The server's split encoding (entity list once, header per player) is byte for byte
-    /// the encoding of `ServerMsg::Snapshot`, and `out` is appended to, not overwritten.
+    /// The server's split encoding (body once, header per player) is byte for byte the
+    /// encoding of `ServerMsg::Snapshot`, and `out` is appended to, not overwritten.
     #[test]
     fn write_snapshot_equals_whole_encoding(
-        entities in entities_with(f32_any(), 200),
-        headers in prop::collection::vec((u64_any(), u32_any()), 1..4),
+        body in body(64),
+        headers in prop::collection::vec((u64_any(), u64_any(), u32_any()), 1..4),
         prefix in prop::collection::vec(any::<u8>(), 0..8),
     ) {
-        let mut body = Vec::new();
-        let body_len = encode_snapshot_body(&entities, &mut body).unwrap();
-        prop_assert_eq!(body_len, body.len());
-        for (tick, last_input_seq) in headers {
-            let whole = encode_to_vec(&ServerMsg::Snapshot(Snapshot {
+        let mut encoded = Vec::new();
+        let body_len = encode_snapshot_body(&body, &mut encoded).unwrap();
+        prop_assert_eq!(body_len, encoded.len());
+        for (tick, base_tick, last_input_seq) in headers {
+            let msg = ServerMsg::Snapshot(Snapshot {
                 tick,
+                base_tick,
                 last_input_seq,
-                entities: entities.clone(),
-            }))
-            .unwrap();
+                removed: body.removed.clone(),
+                changed: body.changed.clone(),
+                added: body.added.clone(),
+            });
+            let whole = encode_to_vec(&msg).unwrap();
             let mut out = prefix.clone();
-            let written = write_snapshot(tick, last_input_seq, &body, &mut out).unwrap();
+            let written = write_snapshot(tick, base_tick, last_input_seq, &encoded, &mut out).unwrap();
             prop_assert_eq!(written, whole.len());
             prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
             prop_assert_eq!(&out[prefix.len()..], &whole[..]);
-            let back = decode_server(&out[prefix.len()..]).unwrap();
-            let ServerMsg::Snapshot(s) = back else {
-                return Err(TestCaseError::fail("not a snapshot"));
-            };
-            prop_assert_eq!(s.tick, tick);
-            prop_assert_eq!(s.last_input_seq, last_input_seq);
+            prop_assert_eq!(decode_server(&out[prefix.len()..]).unwrap(), msg);
         }
     }
 }
@@ -450,6 +545,7 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
         let _ = decode::<ClientMsg>(&bytes, MAX);
+        let _ = decode_client(&bytes, MAX);
         let _ = decode::<ServerMsg>(&bytes, MAX);
         let _ = decode_server(&bytes);
     }
@@ -463,6 +559,7 @@ proptest! {
         let mut bytes = vec![variant];
         bytes.extend_from_slice(&body);
         let _ = decode::<ClientMsg>(&bytes, MAX);
+        let _ = decode_client(&bytes, MAX);
         let _ = decode::<ServerMsg>(&bytes, MAX);
         let _ = decode_server(&bytes);
     }
@@ -478,6 +575,7 @@ proptest! {
         let i = at.index(bytes.len());
         bytes[i] = byte;
         let _ = decode::<ClientMsg>(&bytes, MAX);
+        let _ = decode_client(&bytes, MAX);
         let _ = decode::<ServerMsg>(&bytes, MAX);
         let _ = decode_server(&bytes);
     }
@@ -490,6 +588,7 @@ proptest! {
             let mut mutated = bytes.clone();
             mutated[i] = byte;
             let _ = decode::<ClientMsg>(&mutated, MAX);
+            let _ = decode_client(&mutated, MAX);
             let _ = decode_server(&mutated);
         }
     }

@@ -10,9 +10,11 @@
 
 use glam::Vec2;
 use tickcast_shared::codec::{decode_server, encode_snapshot_body, encode_to_vec, write_snapshot};
+use tickcast_shared::delta::{diff, DeltaBody, QEntity, Quantizer, World};
 use tickcast_shared::{
-    decode, ClientMsg, DecodeError, EntityKind, EntityState, Hello, Input, Ping, Pong, ServerMsg,
-    Snapshot, Welcome, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_ROOM, PROTOCOL_VERSION, SUBPROTOCOL,
+    decode, Added, Changed, ClientMsg, DecodeError, EntityKind, Hello, Input, Ping, Pong,
+    ServerMsg, Snapshot, Welcome, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_ROOM, PROTOCOL_VERSION,
+    SUBPROTOCOL,
 };
 
 const MAX: usize = DEFAULT_MAX_MESSAGE_BYTES;
@@ -85,8 +87,9 @@ fn example_welcome() {
             tick_rate: 30,
             server_tick: 300,
             world_size: Vec2::new(800.0, 600.0),
+            pos_quantum: 0.0625,
         }),
-        "00 01 01 07 1e fb 2c 01 00 00 48 44 00 00 16 44",
+        "00 01 01 07 1e fb 2c 01 00 00 48 44 00 00 16 44 00 00 80 3d",
     );
 }
 
@@ -102,63 +105,205 @@ fn example_input() {
     );
 }
 
-fn example_snapshot_msg() -> ServerMsg {
-    ServerMsg::Snapshot(Snapshot {
-        tick: 300,
-        last_input_seq: 42,
-        entities: vec![
-            EntityState {
-                id: 3,
-                kind: EntityKind::Npc,
-                pos: Vec2::new(10.0, 20.0),
-                vel: Vec2::new(0.5, -1.0),
-            },
-            EntityState {
-                id: 7,
-                kind: EntityKind::Avatar,
-                pos: Vec2::new(100.0, 50.0),
-                vel: Vec2::new(0.0, 0.0),
-            },
-        ],
-    })
+fn q(id: u32, kind: EntityKind, pos: [i32; 2], vel: [i32; 2]) -> QEntity {
+    QEntity { id, kind, pos, vel }
 }
 
-const SNAPSHOT_HEX: &str = "01 fb 2c 01 2a 02 \
-    03 00 00 00 20 41 00 00 a0 41 00 00 00 3f 00 00 80 bf \
-    07 01 00 00 c8 42 00 00 48 42 00 00 00 00 00 00 00 00";
+/// The world of the keyframe example (tick 300): an Npc and the player's avatar.
+fn world_300() -> Vec<QEntity> {
+    vec![
+        q(3, EntityKind::Npc, [160, 320], [2, -1]),
+        q(7, EntityKind::Avatar, [1600, 800], [2, 0]),
+    ]
+}
+
+/// The world of the delta example (tick 303): Npc 3 is gone, the avatar turned, Npc 12
+/// spawned.
+fn world_303() -> Vec<QEntity> {
+    vec![
+        q(7, EntityKind::Avatar, [1605, 801], [1, 1]),
+        q(12, EntityKind::Npc, [4800, 3200], [-3, 1]),
+    ]
+}
+
+fn keyframe_msg() -> Snapshot {
+    Snapshot {
+        tick: 300,
+        base_tick: 0,
+        last_input_seq: 42,
+        removed: vec![],
+        changed: vec![],
+        added: vec![
+            Added {
+                id_gap: 3,
+                kind: EntityKind::Npc,
+                pos: [160, 320],
+                vel: [2, -1],
+            },
+            Added {
+                id_gap: 3,
+                kind: EntityKind::Avatar,
+                pos: [1600, 800],
+                vel: [2, 0],
+            },
+        ],
+    }
+}
+
+fn delta_msg() -> Snapshot {
+    Snapshot {
+        tick: 303,
+        base_tick: 300,
+        last_input_seq: 43,
+        removed: vec![3],
+        changed: vec![Changed {
+            skip: 0,
+            dpos: [-1, 1],
+            dvel: [-1, 1],
+        }],
+        added: vec![Added {
+            id_gap: 12,
+            kind: EntityKind::Npc,
+            pos: [4800, 3200],
+            vel: [-3, 1],
+        }],
+    }
+}
+
+const KEYFRAME_HEX: &str = "01 fb 2c 01 00 2a 00 00 02 \
+    03 00 fb 40 01 fb 80 02 04 01 \
+    03 01 fb 80 0c fb 40 06 04 00";
+
+const DELTA_HEX: &str = "01 fb 2f 01 fb 2c 01 2b 01 03 01 00 01 02 01 02 \
+    01 0c 00 fb 80 25 fb 00 19 05 02";
+
+/// The `hex:` lines of the first code block after the line starting with `heading`,
+/// concatenated: a message the document prints over several lines.
+fn doc_hex_after(heading: &str) -> Vec<u8> {
+    let doc = protocol_md();
+    let mut lines = doc
+        .lines()
+        .skip_while(|l| !l.starts_with(heading))
+        .skip_while(|l| l.trim() != "```")
+        .skip(1);
+    let mut bytes = Vec::new();
+    for l in lines.by_ref().take_while(|l| l.trim() != "```") {
+        let hex = l
+            .trim()
+            .strip_prefix("hex: ")
+            .unwrap_or_else(|| panic!("non-hex line `{l}` in the example after `{heading}`"));
+        bytes.extend(unhex(hex));
+    }
+    assert!(
+        !bytes.is_empty(),
+        "docs/PROTOCOL.md has no example after `{heading}`"
+    );
+    bytes
+}
+
+/// Encodes `s` as the server does (body once, header per player) and checks it against
+/// the whole-message encoding and `expected`.
+fn server_path_bytes(s: &Snapshot) -> Vec<u8> {
+    let body = DeltaBody {
+        removed: s.removed.clone(),
+        changed: s.changed.clone(),
+        added: s.added.clone(),
+    };
+    let mut encoded = Vec::new();
+    encode_snapshot_body(&body, &mut encoded).unwrap();
+    let mut out = Vec::new();
+    write_snapshot(s.tick, s.base_tick, s.last_input_seq, &encoded, &mut out).unwrap();
+    assert_eq!(out, encode_to_vec(&ServerMsg::Snapshot(s.clone())).unwrap());
+    out
+}
 
 #[test]
-fn example_snapshot() {
-    let msg = example_snapshot_msg();
-    let bytes = encode_to_vec(&msg).unwrap();
-    assert_eq!(bytes, unhex(SNAPSHOT_HEX));
-    assert_eq!(bytes.len(), 42);
-    assert_eq!(decode_server(&bytes).unwrap(), msg);
-    // The document prints the snapshot over three lines: header, entity 3, entity 7.
-    let doc = protocol_md();
-    for part in [
-        "hex: 01 fb 2c 01 2a 02",
-        "hex: 03 00 00 00 20 41 00 00 a0 41 00 00 00 3f 00 00 80 bf",
-        "hex: 07 01 00 00 c8 42 00 00 48 42 00 00 00 00 00 00 00 00",
-    ] {
-        assert!(
-            doc.lines().any(|l| l.trim() == part),
-            "docs/PROTOCOL.md must contain the line `{part}`"
-        );
+fn example_keyframe() {
+    let msg = keyframe_msg();
+    // The server builds this body with `diff` against nothing.
+    let mut body = DeltaBody::default();
+    diff(None, 300, &world_300(), &mut body);
+    assert_eq!(
+        (&body.removed, &body.changed, &body.added),
+        (&msg.removed, &msg.changed, &msg.added)
+    );
+
+    let bytes = server_path_bytes(&msg);
+    assert_eq!(bytes, unhex(KEYFRAME_HEX));
+    assert_eq!(bytes.len(), 29);
+    assert_eq!(doc_hex_after("### Keyframe `Snapshot`"), bytes);
+    let ServerMsg::Snapshot(back) = decode_server(&bytes).unwrap() else {
+        panic!("not a snapshot")
+    };
+    assert_eq!(back, msg);
+
+    let mut world = World::default();
+    world.apply(&back).unwrap();
+    assert_eq!(world.tick, Some(300));
+    assert_eq!(world.entities, world_300());
+
+    // The world units the document gives for it (quantum 1/16, 30 ticks per second).
+    // Velocities within 1e-5: `Quantizer` divides by an f32 `1/30` (3.7499998), where the
+    // document's `vel × pos_quantum × tick_rate` gives 3.75 exactly.
+    let units = Quantizer::new(0.0625, 30);
+    let close = |a: Vec2, b: Vec2| (a - b).abs().max_element() < 1e-5;
+    let npc = units.dequantize(&world.entities[0]);
+    assert_eq!(npc.pos, Vec2::new(10.0, 20.0));
+    assert!(close(npc.vel, Vec2::new(3.75, -1.875)), "{npc:?}");
+    let avatar = units.dequantize(&world.entities[1]);
+    assert_eq!(avatar.pos, Vec2::new(100.0, 50.0));
+    assert!(close(avatar.vel, Vec2::new(3.75, 0.0)), "{avatar:?}");
+    // Quantising the document's world units gives the wire values back.
+    for e in &world.entities {
+        assert_eq!(units.quantize(&units.dequantize(e)), *e);
     }
 }
 
 #[test]
-fn example_snapshot_split_encoding() {
-    // What the server does: the entity list once per tick, a header per player.
-    let ServerMsg::Snapshot(s) = example_snapshot_msg() else {
-        unreachable!()
+fn example_delta() {
+    let msg = delta_msg();
+    // The server builds this body with `diff` against the keyframe it wrote before.
+    let mut body = DeltaBody::default();
+    diff(Some((300, &world_300())), 303, &world_303(), &mut body);
+    assert_eq!(
+        (&body.removed, &body.changed, &body.added),
+        (&msg.removed, &msg.changed, &msg.added)
+    );
+
+    let bytes = server_path_bytes(&msg);
+    assert_eq!(bytes, unhex(DELTA_HEX));
+    assert_eq!(bytes.len(), 27);
+    assert_eq!(doc_hex_after("### Delta `Snapshot`"), bytes);
+    let ServerMsg::Snapshot(back) = decode_server(&bytes).unwrap() else {
+        panic!("not a snapshot")
     };
-    let mut body = Vec::new();
-    encode_snapshot_body(&s.entities, &mut body).unwrap();
-    let mut out = Vec::new();
-    write_snapshot(s.tick, s.last_input_seq, &body, &mut out).unwrap();
-    assert_eq!(out, unhex(SNAPSHOT_HEX));
+    assert_eq!(back, msg);
+
+    let mut world = World::default();
+    world.apply(&keyframe_msg()).unwrap();
+    world.apply(&back).unwrap();
+    assert_eq!(world.tick, Some(303));
+    assert_eq!(world.entities, world_303());
+    // Applied twice, or to a client without the base, the delta is refused.
+    assert!(world.apply(&back).is_err());
+    assert!(World::default().apply(&back).is_err());
+
+    // An empty delta is the header alone: 11 bytes at tick 300, 15 at tick 100,000.
+    let empty = DeltaBody::default();
+    let header_only = |tick: u64| {
+        let mut encoded = Vec::new();
+        encode_snapshot_body(&empty, &mut encoded).unwrap();
+        let mut out = Vec::new();
+        write_snapshot(tick, tick - 1, 43, &encoded, &mut out).unwrap()
+    };
+    assert_eq!((header_only(300), header_only(100_000)), (11, 15));
+
+    // Had the avatar kept moving as predicted (1606, 800), it would cost nothing.
+    let mut straight = world_300();
+    straight.remove(0);
+    straight[0].pos = [1606, 800];
+    diff(Some((300, &world_300()[1..])), 303, &straight, &mut body);
+    assert_eq!(body.records(), 0);
 }
 
 #[test]
@@ -185,6 +330,7 @@ fn constants_match_the_document() {
     assert_eq!(DEFAULT_MAX_MESSAGE_BYTES, 65_536);
     assert_eq!(DEFAULT_ROOM, "lobby");
     assert_eq!(tickcast_shared::codec::DECODE_ALLOC_LIMIT, 16 * 1024 * 1024);
+    assert_eq!(tickcast_shared::codec::CLIENT_ALLOC_LIMIT, 4 * 1024);
     assert_eq!(tickcast_shared::validate::MAX_NAME_BYTES, 32);
     assert_eq!(tickcast_shared::validate::MAX_ROOM_BYTES, 64);
 }
@@ -240,6 +386,44 @@ fn varint_forms() {
     assert_eq!(decode::<u32>(&unhex("fb 05 00"), MAX).unwrap(), 5);
 }
 
+/// The zig-zag table of the document: signed `i32` fields.
+#[test]
+fn zigzag_forms() {
+    let cases: [(i32, &str); 12] = [
+        (0, "00"),
+        (-1, "01"),
+        (1, "02"),
+        (-2, "03"),
+        (125, "fa"),
+        (-125, "f9"),
+        (-126, "fb fb 00"),
+        (126, "fb fc 00"),
+        (-32_768, "fb ff ff"),
+        (32_768, "fc 00 00 01 00"),
+        (i32::MAX, "fc fe ff ff ff"),
+        (i32::MIN, "fc ff ff ff ff"),
+    ];
+    for (v, expected) in cases {
+        assert_eq!(hex(&encode_to_vec(&v).unwrap()), expected, "i32 {v}");
+        assert_eq!(decode::<i32>(&unhex(expected), MAX).unwrap(), v);
+        let z = if v < 0 {
+            !(v as u32) * 2 + 1
+        } else {
+            (v as u32) * 2
+        };
+        assert_eq!(
+            z,
+            ((v << 1) ^ (v >> 31)) as u32,
+            "the zig-zag formula of the document"
+        );
+        assert_eq!(encode_to_vec(&v).unwrap(), encode_to_vec(&z).unwrap());
+    }
+    // An `[i32; 2]` is two varints, no length prefix.
+    assert_eq!(hex(&encode_to_vec(&[160i32, -1]).unwrap()), "fb 40 01 01");
+    // `fd` (eight bytes) is refused in an i32 field.
+    assert!(decode::<i32>(&unhex("fd 00 00 00 00 00 00 00 00"), MAX).is_err());
+}
+
 #[test]
 fn strings_are_length_prefixed_utf8() {
     let ok = unhex("00 01 03 61 64 61 00");
@@ -269,14 +453,13 @@ fn unknown_variants_are_refused() {
     // ClientMsg has 3 variants (0..=2), ServerMsg 3 (0..=2), EntityKind 2 (0..=1).
     assert!(decode::<ClientMsg>(&unhex("03 00"), MAX).is_err());
     assert!(decode_server(&unhex("03 00")).is_err());
-    // A snapshot with one entity whose kind is 2.
-    let mut bytes = unhex("01 00 00 01 05 02");
-    bytes.extend_from_slice(&[0; 16]);
+    // A keyframe with one added entity whose kind is 2.
+    let mut bytes = unhex("01 01 00 00 00 00 01 05 02 00 00 00 00");
     assert!(matches!(
         decode_server(&bytes),
         Err(DecodeError::Malformed(_))
     ));
-    bytes[5] = 1;
+    bytes[8] = 1;
     assert!(decode_server(&bytes).is_ok());
 }
 
@@ -286,35 +469,171 @@ fn empty_message_is_refused() {
     assert!(decode_server(&[]).is_err());
 }
 
-/// The 16 MiB decode ceiling counts 24 bytes for the snapshot header and 24 bytes per
-/// entity (bincode counts the in-memory width of every decoded value), so the largest
-/// snapshot `decode_server` accepts has 699,049 entities.
+/// What one decode claims against the ceiling, as the document says (bincode charges the
+/// in-memory width of every decoded value): 48 bytes for the snapshot header (variant 4,
+/// two ticks 8 + 8, `last_input_seq` 4, three list lengths 8 each), then 4 per removed id,
+/// 20 per changed entry and 24 per added entity. Pinned at exact boundaries with a small
+/// ceiling (the codec's configuration otherwise), then once at the real 16 MiB.
 #[test]
-fn decode_ceiling_in_entities() {
-    let max_entities = (tickcast_shared::codec::DECODE_ALLOC_LIMIT - 24) / 24;
-    assert_eq!(max_entities, 699_049);
-    let e = EntityState {
-        id: 1,
-        kind: EntityKind::Npc,
-        pos: Vec2::ZERO,
-        vel: Vec2::ZERO,
-    };
-    let mut body = Vec::new();
-    encode_snapshot_body(&vec![e; max_entities], &mut body).unwrap();
-    let mut ok = Vec::new();
-    write_snapshot(1, 1, &body, &mut ok).unwrap();
-    match decode_server(&ok).unwrap() {
-        ServerMsg::Snapshot(s) => assert_eq!(s.entities.len(), max_entities),
-        other => panic!("decoded {other:?}"),
+fn decode_ceiling_in_records() {
+    fn fits<const N: usize>(msg: &[u8]) -> bool {
+        let config = bincode::config::standard().with_limit::<N>();
+        match bincode::serde::decode_from_slice::<ServerMsg, _>(msg, config) {
+            Ok(_) => true,
+            Err(bincode::error::DecodeError::LimitExceeded) => false,
+            Err(e) => panic!("{e}"),
+        }
     }
-    body.clear();
-    encode_snapshot_body(&vec![e; max_entities + 1], &mut body).unwrap();
-    let mut too_many = Vec::new();
-    write_snapshot(1, 1, &body, &mut too_many).unwrap();
+    fn encode(removed: usize, changed: usize, added: usize) -> Vec<u8> {
+        let body = DeltaBody {
+            removed: vec![0; removed],
+            changed: vec![
+                Changed {
+                    skip: 0,
+                    dpos: [0, 0],
+                    dvel: [0, 0]
+                };
+                changed
+            ],
+            added: vec![
+                Added {
+                    id_gap: 0,
+                    kind: EntityKind::Npc,
+                    pos: [0, 0],
+                    vel: [0, 0]
+                };
+                added
+            ],
+        };
+        let mut encoded = Vec::new();
+        encode_snapshot_body(&body, &mut encoded).unwrap();
+        let mut msg = Vec::new();
+        write_snapshot(1, 0, 0, &encoded, &mut msg).unwrap();
+        msg
+    }
+    assert!(fits::<48>(&encode(0, 0, 0)));
+    assert!(!fits::<47>(&encode(0, 0, 0)));
+    assert!(fits::<{ 48 + 4 * 3 }>(&encode(3, 0, 0)));
+    assert!(!fits::<{ 48 + 4 * 3 - 1 }>(&encode(3, 0, 0)));
+    assert!(fits::<{ 48 + 20 * 3 }>(&encode(0, 3, 0)));
+    assert!(!fits::<{ 48 + 20 * 3 - 1 }>(&encode(0, 3, 0)));
+    assert!(fits::<{ 48 + 24 * 3 }>(&encode(0, 0, 3)));
+    assert!(!fits::<{ 48 + 24 * 3 - 1 }>(&encode(0, 0, 3)));
+    assert!(fits::<{ 48 + 4 + 20 + 24 }>(&encode(1, 1, 1)));
+    assert!(!fits::<{ 48 + 4 + 20 + 24 - 1 }>(&encode(1, 1, 1)));
+
+    // The real ceiling: a keyframe of 699,048 entities decodes, one more does not. The
+    // bytes are built by hand (the encoder is checked above): header `01 01 00 00 00 00`,
+    // the added count as `fc` + u32 LE, then 6 zero bytes per entity (all fields 0).
+    let max_added = (tickcast_shared::codec::DECODE_ALLOC_LIMIT - 48) / 24;
+    assert_eq!(max_added, 699_048);
+    let keyframe = |n: usize| {
+        let mut msg = unhex("01 01 00 00 00 00 fc");
+        msg.extend_from_slice(&u32::try_from(n).unwrap().to_le_bytes());
+        msg.resize(msg.len() + 6 * n, 0);
+        msg
+    };
+    assert_eq!(keyframe(65_536), encode(0, 0, 65_536));
+    // The configured ceiling is exactly 16 MiB (a string claims its length plus 8 for
+    // the length prefix; cheap to decode, unlike 699,048 entities).
+    const LIMIT: usize = tickcast_shared::codec::DECODE_ALLOC_LIMIT;
+    let string = |n: usize| {
+        let mut msg = vec![0xfc];
+        msg.extend_from_slice(&u32::try_from(n).unwrap().to_le_bytes());
+        msg.resize(msg.len() + n, b'x');
+        msg
+    };
+    assert_eq!(
+        decode::<String>(&string(LIMIT - 8), usize::MAX)
+            .unwrap()
+            .len(),
+        LIMIT - 8
+    );
+    assert!(decode::<String>(&string(LIMIT - 7), usize::MAX).is_err());
     assert!(matches!(
-        decode_server(&too_many),
+        decode_server(&keyframe(max_added + 1)),
         Err(DecodeError::Malformed(
             bincode::error::DecodeError::LimitExceeded
         ))
     ));
+}
+
+/// The JavaScript appendix of the document, run in node (skipped when node is not
+/// installed) against the byte examples: it must decode them, apply the keyframe and the
+/// delta to the worlds the document states, refuse the delta a second time, and encode the
+/// client examples byte for byte.
+#[test]
+fn javascript_appendix_runs_the_examples() {
+    let doc = protocol_md();
+    let appendix = &doc[doc.find("## Appendix: a minimal JavaScript codec").unwrap()..];
+    let start = appendix.find("```js\n").unwrap() + "```js\n".len();
+    let code = &appendix[start..start + appendix[start..].find("```").unwrap()];
+    let hex_of = |heading: &str| hex(&doc_hex_after(heading));
+    let check = format!(
+        r#"
+const bytes = (h) => new Uint8Array(h.split(" ").map((b) => parseInt(b, 16))).buffer;
+const hexOf = (u8) => [...u8].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+const eq = (a, b, what) => {{
+  if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`${{what}}: ${{JSON.stringify(a)}} != ${{JSON.stringify(b)}}`);
+}};
+const welcome = decodeServerMsg(bytes("{welcome}"));
+eq([welcome.type, welcome.entityId, welcome.tickRate, welcome.serverTick, welcome.posQuantum], ["Welcome", 7, 30, 300, 0.0625], "welcome");
+let world = {{ tick: null, entities: [] }};
+world = applySnapshot(world, decodeServerMsg(bytes("{keyframe}")));
+eq(world, {{ tick: 300, entities: [
+  {{ id: 3, kind: "Npc", pos: [160, 320], vel: [2, -1] }},
+  {{ id: 7, kind: "Avatar", pos: [1600, 800], vel: [2, 0] }} ] }}, "keyframe");
+eq(world.entities[0].vel[0] * welcome.posQuantum * welcome.tickRate, 3.75, "speed in units");
+const delta = decodeServerMsg(bytes("{delta}"));
+eq(delta.lastInputSeq, 43, "seq");
+world = applySnapshot(world, delta);
+eq(world, {{ tick: 303, entities: [
+  {{ id: 7, kind: "Avatar", pos: [1605, 801], vel: [1, 1] }},
+  {{ id: 12, kind: "Npc", pos: [4800, 3200], vel: [-3, 1] }} ] }}, "delta");
+const before = JSON.stringify(world);
+let refused = false;
+try {{ applySnapshot(world, delta); }} catch (e) {{ refused = true; }}
+eq([refused, JSON.stringify(world)], [true, before], "delta applied twice");
+// Wrapping prediction: i32::MAX + 1 per tick for 3 ticks.
+const edge = {{ tick: 1, entities: [{{ id: 0, kind: "Npc", pos: [2147483647, -2147483648], vel: [1, -1] }}] }};
+const empty = {{ tick: 4, baseTick: 1, removed: [], changed: [], added: [] }};
+eq(applySnapshot(edge, empty).entities[0].pos, [-2147483646, 2147483645], "wrapping");
+eq(hexOf(encodeHello("ada", "lobby")), "00 01 03 61 64 61 05 6c 6f 62 62 79", "hello");
+eq(hexOf(encodeInput(1, 1.0, 0.0, 0)), "01 01 00 00 80 3f 00 00 00 00 00", "input");
+eq(hexOf(encodePing(1700000000000)), "02 fd 00 68 e5 cf 8b 01 00 00", "ping");
+console.log("ok");
+"#,
+        welcome = "00 01 01 07 1e fb 2c 01 00 00 48 44 00 00 16 44 00 00 80 3d",
+        keyframe = hex_of("### Keyframe `Snapshot`"),
+        delta = hex_of("### Delta `Snapshot`"),
+    );
+    let script = format!("{code}\n{check}");
+    let child = std::process::Command::new("node")
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("node is not installed: the JavaScript appendix was not run");
+            return;
+        }
+        Err(e) => panic!("running node: {e}"),
+    };
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout == b"ok\n",
+        "the JavaScript appendix failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,0 +1,604 @@
+//! Quantised entity state, and the delta between two snapshots: built by the server,
+//! applied by the client, both pure.
+//!
+//! # Why quanta per tick
+//! Positions are integers in units of a game-chosen quantum (default 1/16 world unit);
+//! velocities are integers in *quanta per tick*. With that choice, predicting an entity
+//! `k` ticks ahead is `pos + vel * k` in integer arithmetic, exactly the same on every
+//! client in every language. A game that moves its entities in whole quanta per tick
+//! (the Arena does) makes constant motion perfectly predictable, so an entity moving in
+//! a straight line costs nothing in a delta, the same as one standing still.
+//!
+//! # The delta
+//! Against a base the client holds (both lists sorted by id), a delta lists the
+//! entities of the base that are gone, the held entities whose state differs from the
+//! prediction (as small residuals), and the entities that are new to the client. A
+//! keyframe is the delta against nothing: every entity is new. Arithmetic wraps on
+//! `i32` overflow, identically on both sides, so no input can make either side panic.
+
+use crate::message::{Added, Changed, EntityKind, EntityState, Snapshot};
+
+/// One entity, quantised as it travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QEntity {
+    /// Entity id (the lists are sorted by it).
+    pub id: u32,
+    /// Npc or avatar.
+    pub kind: EntityKind,
+    /// Position in quanta.
+    pub pos: [i32; 2],
+    /// Velocity in quanta per tick.
+    pub vel: [i32; 2],
+}
+
+impl QEntity {
+    /// Where this entity is `ticks` ticks later if nothing changes.
+    pub fn predicted(&self, ticks: u64) -> [i32; 2] {
+        // Wrapping, like every delta operation: the same result on both sides for any input.
+        let k = ticks as i32;
+        [
+            self.pos[0].wrapping_add(self.vel[0].wrapping_mul(k)),
+            self.pos[1].wrapping_add(self.vel[1].wrapping_mul(k)),
+        ]
+    }
+}
+
+/// Converts between world units and quanta for one room.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quantizer {
+    /// World units per quantum.
+    pub quantum: f32,
+    /// Seconds per tick.
+    pub dt: f32,
+    /// Ticks per second (multiplying by it is exact where dividing by `dt` is not).
+    rate: f32,
+}
+
+impl Quantizer {
+    /// A quantizer for `quantum` world units per step at `tick_rate` ticks per second.
+    pub fn new(quantum: f32, tick_rate: u16) -> Self {
+        let rate = f32::from(tick_rate.max(1));
+        Self {
+            quantum,
+            dt: 1.0 / rate,
+            rate,
+        }
+    }
+
+    /// Quantises one value (saturating; NaN becomes 0).
+    fn q(&self, v: f32) -> i32 {
+        (v / self.quantum).round() as i32
+    }
+
+    /// The wire form of an entity.
+    pub fn quantize(&self, e: &EntityState) -> QEntity {
+        QEntity {
+            id: e.id,
+            kind: e.kind,
+            pos: [self.q(e.pos.x), self.q(e.pos.y)],
+            vel: [self.q(e.vel.x * self.dt), self.q(e.vel.y * self.dt)],
+        }
+    }
+
+    /// Back to world units.
+    pub fn dequantize(&self, q: &QEntity) -> EntityState {
+        let to_speed = self.quantum * self.rate;
+        EntityState {
+            id: q.id,
+            kind: q.kind,
+            pos: glam::Vec2::new(
+                q.pos[0] as f32 * self.quantum,
+                q.pos[1] as f32 * self.quantum,
+            ),
+            vel: glam::Vec2::new(q.vel[0] as f32 * to_speed, q.vel[1] as f32 * to_speed),
+        }
+    }
+}
+
+/// The body of a snapshot (everything but its header), with reusable buffers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeltaBody {
+    /// See [`Snapshot::removed`].
+    pub removed: Vec<u32>,
+    /// See [`Snapshot::changed`].
+    pub changed: Vec<Changed>,
+    /// See [`Snapshot::added`].
+    pub added: Vec<Added>,
+}
+
+impl DeltaBody {
+    /// Empties the lists, keeping their capacity.
+    pub fn clear(&mut self) {
+        self.removed.clear();
+        self.changed.clear();
+        self.added.clear();
+    }
+
+    /// Number of entity records it carries.
+    pub fn records(&self) -> usize {
+        self.removed.len() + self.changed.len() + self.added.len()
+    }
+}
+
+/// Fills `out` with the delta that turns `base` (the client's state at `base_tick`)
+/// into `current` at `tick`. `None` as base builds a keyframe. Both lists must be sorted
+/// by id (the server's are by construction).
+pub fn diff(base: Option<(u64, &[QEntity])>, tick: u64, current: &[QEntity], out: &mut DeltaBody) {
+    out.clear();
+    let (base_tick, base) = base.unwrap_or((tick, &[]));
+    let ticks = tick.wrapping_sub(base_tick);
+    let (mut i, mut j) = (0, 0);
+    let mut last_removed: Option<u32> = None;
+    let mut last_added: Option<u32> = None;
+    let mut skip = 0u32;
+    loop {
+        match (base.get(i), current.get(j)) {
+            (Some(b), Some(c)) if b.id == c.id => {
+                let predicted = b.predicted(ticks);
+                if c.pos == predicted && c.vel == b.vel && c.kind == b.kind {
+                    skip += 1;
+                } else if c.kind != b.kind {
+                    // An id reused for another kind: remove and re-add.
+                    out.removed.push(gap(&mut last_removed, b.id));
+                    out.added.push(added(&mut last_added, c));
+                } else {
+                    out.changed.push(Changed {
+                        skip,
+                        dpos: [
+                            c.pos[0].wrapping_sub(predicted[0]),
+                            c.pos[1].wrapping_sub(predicted[1]),
+                        ],
+                        dvel: [
+                            c.vel[0].wrapping_sub(b.vel[0]),
+                            c.vel[1].wrapping_sub(b.vel[1]),
+                        ],
+                    });
+                    skip = 0;
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(b), c) if c.is_none_or(|c| b.id < c.id) => {
+                out.removed.push(gap(&mut last_removed, b.id));
+                i += 1;
+            }
+            (_, Some(c)) => {
+                out.added.push(added(&mut last_added, c));
+                j += 1;
+            }
+            (_, None) => break,
+        }
+    }
+}
+
+fn gap(last: &mut Option<u32>, id: u32) -> u32 {
+    let g = match *last {
+        None => id,
+        Some(prev) => id.wrapping_sub(prev).wrapping_sub(1),
+    };
+    *last = Some(id);
+    g
+}
+
+fn added(last: &mut Option<u32>, c: &QEntity) -> Added {
+    Added {
+        id_gap: gap(last, c.id),
+        kind: c.kind,
+        pos: c.pos,
+        vel: c.vel,
+    }
+}
+
+/// Why a snapshot could not be applied. The held world is left as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeltaError {
+    /// The delta is against a snapshot this client does not hold.
+    #[error("delta against tick {base_tick}, but the client holds tick {held:?}")]
+    WrongBase {
+        /// The base the delta needs.
+        base_tick: u64,
+        /// What the client holds (`None`: nothing yet).
+        held: Option<u64>,
+    },
+    /// The snapshot is not newer than its base.
+    #[error("snapshot tick {tick} is not after its base {base_tick}")]
+    NotNewer {
+        /// The snapshot's tick.
+        tick: u64,
+        /// Its base.
+        base_tick: u64,
+    },
+    /// A keyframe that removes or changes entities.
+    #[error("a keyframe may only add entities")]
+    KeyframeWithChanges,
+    /// `removed` names an id the base does not hold, or ids out of order.
+    #[error("removed entity {0} is not held")]
+    UnknownRemoved(u64),
+    /// `changed` steps past the end of the held entities.
+    #[error("changed entry {0} is past the held entities")]
+    ChangedOutOfRange(usize),
+    /// `added` names an id the client already holds, or ids out of order.
+    #[error("added entity {0} is already held or out of order")]
+    BadAdded(u64),
+}
+
+/// A client's reconstruction of the world: what it was last sent.
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    /// The tick of the last applied snapshot (`None` before the first keyframe).
+    pub tick: Option<u64>,
+    /// Entities, sorted by id.
+    pub entities: Vec<QEntity>,
+    scratch: Vec<QEntity>,
+}
+
+/// Two worlds are equal when they hold the same tick and entities; the scratch buffer
+/// is an implementation detail.
+impl PartialEq for World {
+    fn eq(&self, other: &Self) -> bool {
+        self.tick == other.tick && self.entities == other.entities
+    }
+}
+
+impl Eq for World {}
+
+impl World {
+    /// Applies a snapshot: a keyframe replaces the world, a delta must name the held
+    /// tick as its base. On error nothing changes.
+    ///
+    /// # Errors
+    /// [`DeltaError`] says what in the snapshot does not fit the held world.
+    pub fn apply(&mut self, s: &Snapshot) -> Result<(), DeltaError> {
+        if s.tick == 0 {
+            // Ticks start at 1; a tick-0 world would make the next delta's base (0) read as
+            // a keyframe.
+            return Err(DeltaError::NotNewer {
+                tick: 0,
+                base_tick: s.base_tick,
+            });
+        }
+        let base: &[QEntity] = if s.base_tick == 0 {
+            if !s.removed.is_empty() || !s.changed.is_empty() {
+                return Err(DeltaError::KeyframeWithChanges);
+            }
+            &[]
+        } else {
+            if self.tick != Some(s.base_tick) {
+                return Err(DeltaError::WrongBase {
+                    base_tick: s.base_tick,
+                    held: self.tick,
+                });
+            }
+            if s.tick <= s.base_tick {
+                return Err(DeltaError::NotNewer {
+                    tick: s.tick,
+                    base_tick: s.base_tick,
+                });
+            }
+            &self.entities
+        };
+        let ticks = s.tick.wrapping_sub(s.base_tick);
+        let out = &mut self.scratch;
+        out.clear();
+        out.reserve(base.len() + s.added.len());
+
+        // Base minus removed, predicted forward. Ids are u64 here so gaps cannot wrap.
+        let mut removed = s.removed.iter();
+        let mut next_removed = id_stream(&mut removed, None);
+        for b in base {
+            match next_removed {
+                Some(r) if r == u64::from(b.id) => {
+                    next_removed = id_stream(&mut removed, Some(r));
+                    continue;
+                }
+                Some(r) if r < u64::from(b.id) => return Err(DeltaError::UnknownRemoved(r)),
+                _ => {}
+            }
+            out.push(QEntity {
+                pos: b.predicted(ticks),
+                ..*b
+            });
+        }
+        if let Some(r) = next_removed {
+            return Err(DeltaError::UnknownRemoved(r));
+        }
+
+        // Residuals, stepping over unchanged entities.
+        let mut at = 0usize;
+        for (n, c) in s.changed.iter().enumerate() {
+            at = at
+                .checked_add(c.skip as usize)
+                .filter(|i| *i < out.len())
+                .ok_or(DeltaError::ChangedOutOfRange(n))?;
+            let e = &mut out[at];
+            e.pos = [
+                e.pos[0].wrapping_add(c.dpos[0]),
+                e.pos[1].wrapping_add(c.dpos[1]),
+            ];
+            e.vel = [
+                e.vel[0].wrapping_add(c.dvel[0]),
+                e.vel[1].wrapping_add(c.dvel[1]),
+            ];
+            at += 1;
+        }
+
+        // Merge the added entities in by id.
+        if !s.added.is_empty() {
+            let held = out.len();
+            let mut prev: Option<u64> = None;
+            for a in &s.added {
+                let id = match prev {
+                    None => u64::from(a.id_gap),
+                    Some(p) => p + 1 + u64::from(a.id_gap),
+                };
+                let id32 = u32::try_from(id).map_err(|_| DeltaError::BadAdded(id))?;
+                prev = Some(id);
+                out.push(QEntity {
+                    id: id32,
+                    kind: a.kind,
+                    pos: a.pos,
+                    vel: a.vel,
+                });
+            }
+            // Both runs are sorted; a stable sort of two sorted runs is a merge.
+            out.sort_by_key(|e| e.id);
+            if out.windows(2).any(|w| w[0].id == w[1].id) {
+                let dup = out
+                    .windows(2)
+                    .find(|w| w[0].id == w[1].id)
+                    .map_or(0, |w| w[0].id);
+                out.truncate(held);
+                return Err(DeltaError::BadAdded(u64::from(dup)));
+            }
+        }
+        std::mem::swap(&mut self.entities, &mut self.scratch);
+        self.tick = Some(s.tick);
+        Ok(())
+    }
+}
+
+/// The next id of a gap-coded list, in u64 so no sum wraps.
+fn id_stream(gaps: &mut std::slice::Iter<'_, u32>, prev: Option<u64>) -> Option<u64> {
+    gaps.next().map(|g| match prev {
+        None => u64::from(*g),
+        Some(p) => p + 1 + u64::from(*g),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(id: u32, pos: [i32; 2], vel: [i32; 2]) -> QEntity {
+        QEntity {
+            id,
+            kind: EntityKind::Npc,
+            pos,
+            vel,
+        }
+    }
+
+    fn snapshot(tick: u64, base_tick: u64, body: &DeltaBody) -> Snapshot {
+        Snapshot {
+            tick,
+            base_tick,
+            last_input_seq: 0,
+            removed: body.removed.clone(),
+            changed: body.changed.clone(),
+            added: body.added.clone(),
+        }
+    }
+
+    #[test]
+    fn moving_as_predicted_costs_nothing() {
+        let base = vec![e(1, [0, 0], [3, -2]), e(2, [100, 100], [0, 0])];
+        let now = vec![e(1, [15, -10], [3, -2]), e(2, [100, 100], [0, 0])];
+        let mut body = DeltaBody::default();
+        diff(Some((10, &base)), 15, &now, &mut body);
+        assert_eq!(body.records(), 0, "{body:?}");
+    }
+
+    #[test]
+    fn changes_spawns_and_despawns_round_trip() {
+        let base = vec![
+            e(1, [0, 0], [1, 0]),
+            e(2, [5, 5], [0, 0]),
+            e(4, [9, 9], [0, 1]),
+            e(7, [1, 1], [0, 0]),
+        ];
+        let now = vec![
+            e(1, [2, 0], [1, 0]),
+            e(4, [9, 9], [0, 0]),
+            e(5, [3, 3], [1, 1]),
+            e(9, [0, 0], [0, 0]),
+        ];
+        let mut body = DeltaBody::default();
+        diff(Some((3, &base)), 5, &now, &mut body);
+        assert_eq!(body.removed, vec![2, 4]); // ids 2 and 7
+        assert_eq!(
+            body.changed,
+            vec![Changed {
+                skip: 1,
+                dpos: [0, -2],
+                dvel: [0, -1]
+            }]
+        );
+        assert_eq!(
+            body.added.iter().map(|a| a.id_gap).collect::<Vec<_>>(),
+            vec![5, 3]
+        ); // ids 5, 9
+        let mut world = World {
+            tick: Some(3),
+            entities: base,
+            scratch: Vec::new(),
+        };
+        world.apply(&snapshot(5, 3, &body)).unwrap();
+        assert_eq!(world.entities, now);
+        assert_eq!(world.tick, Some(5));
+    }
+
+    #[test]
+    fn keyframe_replaces_whatever_is_held() {
+        let now = vec![e(3, [1, 2], [3, 4]), e(8, [5, 6], [7, 8])];
+        let mut body = DeltaBody::default();
+        diff(None, 42, &now, &mut body);
+        let mut world = World {
+            tick: Some(7),
+            entities: vec![e(1, [0, 0], [0, 0])],
+            scratch: Vec::new(),
+        };
+        world.apply(&snapshot(42, 0, &body)).unwrap();
+        assert_eq!(world.entities, now);
+    }
+
+    #[test]
+    fn bad_deltas_are_typed_errors_and_leave_the_world_alone() {
+        let held = vec![e(1, [0, 0], [0, 0]), e(2, [0, 0], [0, 0])];
+        let world = World {
+            tick: Some(5),
+            entities: held,
+            scratch: Vec::new(),
+        };
+        let empty = DeltaBody::default();
+        let cases: Vec<(Snapshot, DeltaError)> = vec![
+            (
+                snapshot(7, 6, &empty),
+                DeltaError::WrongBase {
+                    base_tick: 6,
+                    held: Some(5),
+                },
+            ),
+            (
+                snapshot(5, 5, &empty),
+                DeltaError::NotNewer {
+                    tick: 5,
+                    base_tick: 5,
+                },
+            ),
+            (
+                Snapshot {
+                    removed: vec![3],
+                    ..snapshot(6, 5, &empty)
+                },
+                DeltaError::UnknownRemoved(3),
+            ),
+            (
+                Snapshot {
+                    removed: vec![2, 0],
+                    ..snapshot(6, 5, &empty)
+                },
+                DeltaError::UnknownRemoved(3),
+            ),
+            (
+                Snapshot {
+                    removed: vec![1],
+                    ..snapshot(6, 0, &empty)
+                },
+                DeltaError::KeyframeWithChanges,
+            ),
+            (
+                Snapshot {
+                    changed: vec![Changed {
+                        skip: 2,
+                        dpos: [0, 0],
+                        dvel: [0, 0],
+                    }],
+                    ..snapshot(6, 5, &empty)
+                },
+                DeltaError::ChangedOutOfRange(0),
+            ),
+            (
+                Snapshot {
+                    changed: vec![Changed {
+                        skip: u32::MAX,
+                        dpos: [0, 0],
+                        dvel: [0, 0],
+                    }],
+                    ..snapshot(6, 5, &empty)
+                },
+                DeltaError::ChangedOutOfRange(0),
+            ),
+            (
+                Snapshot {
+                    added: vec![Added {
+                        id_gap: 2,
+                        kind: EntityKind::Npc,
+                        pos: [0, 0],
+                        vel: [0, 0],
+                    }],
+                    ..snapshot(6, 5, &empty)
+                },
+                DeltaError::BadAdded(2),
+            ),
+            (
+                Snapshot {
+                    added: vec![
+                        Added {
+                            id_gap: u32::MAX,
+                            kind: EntityKind::Npc,
+                            pos: [0, 0],
+                            vel: [0, 0],
+                        },
+                        Added {
+                            id_gap: 0,
+                            kind: EntityKind::Npc,
+                            pos: [0, 0],
+                            vel: [0, 0],
+                        },
+                    ],
+                    ..snapshot(6, 5, &empty)
+                },
+                DeltaError::BadAdded(u64::from(u32::MAX) + 1),
+            ),
+        ];
+        for (bad, want) in cases {
+            let mut w = world.clone();
+            assert_eq!(w.apply(&bad), Err(want), "{bad:?}");
+            assert_eq!(
+                (w.tick, &w.entities),
+                (world.tick, &world.entities),
+                "unchanged after {want:?}"
+            );
+        }
+        assert_eq!(
+            world.clone().apply(&snapshot(0, 0, &empty)),
+            Err(DeltaError::NotNewer {
+                tick: 0,
+                base_tick: 0
+            })
+        );
+        let mut fresh = World::default();
+        assert_eq!(
+            fresh.apply(&snapshot(3, 2, &empty)),
+            Err(DeltaError::WrongBase {
+                base_tick: 2,
+                held: None
+            })
+        );
+    }
+
+    #[test]
+    fn quantizer_round_trips_on_the_grid() {
+        let q = Quantizer::new(1.0 / 16.0, 30);
+        let s = EntityState {
+            id: 1,
+            kind: EntityKind::Avatar,
+            pos: glam::Vec2::new(500.0625, 3.5),
+            vel: glam::Vec2::new(100.0, -30.0),
+        };
+        let qe = q.quantize(&s);
+        assert_eq!(qe.pos, [8001, 56]);
+        assert_eq!(qe.vel, [53, -16]); // 100/30*16 = 53.3, -30/30*16 = -16
+        let back = q.dequantize(&qe);
+        assert_eq!(back.pos, s.pos);
+        assert_eq!(back.vel.y, -30.0);
+        assert_eq!(
+            q.quantize(&EntityState {
+                pos: glam::Vec2::new(f32::NAN, f32::INFINITY),
+                ..s
+            })
+            .pos,
+            [0, i32::MAX]
+        );
+    }
+}
