@@ -8,6 +8,13 @@ use std::time::Duration;
 
 use clap::Parser;
 
+fn non_negative(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a non-negative number")),
+    }
+}
+
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
 }
@@ -32,8 +39,13 @@ pub struct Config {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
+    /// Area of interest, in world units: each player is sent only the entities within
+    /// this distance of its avatar (entering and leaving explicitly). 0 sends the whole world.
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    pub view_radius: f32,
+
     /// Players per room; joins beyond it get HTTP 409 (or close 4000 if they race).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 128)]
     pub max_players: usize,
 
     /// Rooms this process hosts at once; a join that would create one more gets HTTP 503.
@@ -81,6 +93,13 @@ pub struct Config {
     /// Ticks a late room may run back to back to catch up; more are skipped and counted.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_catch_up_ticks: u32,
+
+    /// Kernel send buffer per connection in bytes (SO_SNDBUF); 0 keeps the OS default.
+    /// A small buffer keeps what a slow player receives fresh: once it fills, the
+    /// writer waits and newer snapshots replace unsent ones, instead of seconds of stale
+    /// snapshots queueing in the kernel.
+    #[arg(long, default_value_t = 0)]
+    pub send_buffer: usize,
 
     /// Reliable messages (welcome, pongs) queued per connection; overflow closes with 4005.
     #[arg(long, default_value_t = 64)]

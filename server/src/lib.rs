@@ -1,8 +1,9 @@
 //! tickcast-server: authoritative fixed-tick game rooms over WebSockets.
 //!
 //! The I/O-free core decides behaviour: [`game`] (rules, the demo [`game::Arena`]),
-//! [`room`] (players, inputs, one tick's snapshot bytes), [`schedule`] (when ticks are
-//! due), [`limits`] (rate limiting). The async shell moves bytes: [`net`] (HTTP,
+//! [`room`] (players, inputs, one quantised frame per tick), [`snapshot`] (each
+//! player's delta against what it holds), [`grid`] (areas of interest), [`schedule`]
+//! (when ticks are due), [`limits`] (rate limiting). The async shell moves bytes: [`net`] (HTTP,
 //! upgrade, reader and writer per connection), [`rooms`] (the registry and one tick
 //! task per room), [`slot`] (the latest-wins hand-off from a room to a writer).
 //!
@@ -10,6 +11,7 @@
 
 pub mod config;
 pub mod game;
+pub mod grid;
 pub mod limits;
 pub mod metrics;
 pub mod net;
@@ -17,6 +19,7 @@ pub mod room;
 pub mod rooms;
 pub mod schedule;
 pub mod slot;
+pub mod snapshot;
 
 use std::sync::Arc;
 
@@ -45,6 +48,14 @@ pub struct ServerCtx {
     pub shutdown: CancellationToken,
     /// Every task the server spawns, so shutdown can wait for them.
     pub tasks: TaskTracker,
+}
+
+impl ServerCtx {
+    /// The view radius in position quanta (0: whole world). Every room uses the Arena's
+    /// quantum, [`game::DEFAULT_POS_QUANTUM`].
+    pub fn view_radius_quanta(&self) -> i64 {
+        (f64::from(self.config.view_radius) / f64::from(game::DEFAULT_POS_QUANTUM)).round() as i64
+    }
 }
 
 /// Runs the server on `listener` until `shutdown` is cancelled, then closes every
@@ -84,6 +95,13 @@ pub async fn run(
             Ok((stream, peer)) => {
                 // Snapshots are latency-sensitive and already one write per message.
                 let _ = stream.set_nodelay(true);
+                if ctx.config.send_buffer > 0 {
+                    if let Err(e) =
+                        socket2::SockRef::from(&stream).set_send_buffer_size(ctx.config.send_buffer)
+                    {
+                        warn!(error = %e, "cannot set the send buffer size");
+                    }
+                }
                 tasks.spawn(net::http::serve(stream, peer, Arc::clone(&ctx)));
             }
             Err(e) => {

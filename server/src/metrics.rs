@@ -32,6 +32,8 @@ pub struct Metrics {
     pub tick_nanos: AtomicU64,
     /// Snapshot messages written to sockets.
     pub snapshots_sent: AtomicU64,
+    /// Snapshots sent as keyframes (joins, far-behind players, or smaller than the delta).
+    pub keyframes_sent: AtomicU64,
     /// Snapshots replaced before a slow player's writer could send them.
     pub snapshots_skipped: AtomicU64,
     /// WebSocket frames written (all kinds).

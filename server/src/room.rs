@@ -1,12 +1,12 @@
 //! One game session, I/O-free: players, their latest inputs, the tick counter, and the
 //! snapshot bytes each tick produces.
 //!
-//! The room is driven from outside ([`crate::driver`] on a timer, tests and benches by
+//! The room is driven from outside ([`crate::rooms`] on a timer, tests and benches by
 //! hand): [`Room::join`] and [`Room::leave`] between ticks, [`Room::tick`] at each
 //! deadline. A tick applies each player's newest input, steps the game by exactly one
-//! period, encodes the entity list **once**, and offers every player a
-//! [`PlayerSnapshot`] that shares those bytes; only the few header bytes differ per
-//! player, and the writer adds them when it frames the message.
+//! period, quantises the world **once** into an immutable [`WorldFrame`], and offers
+//! every player a [`PlayerSnapshot`] that shares it. Turning the frame into each
+//! player's bytes is the writer's job ([`crate::snapshot`]), off the tick.
 //!
 //! Inputs reach the room through an [`InputInbox`] per player that the connection's
 //! reader writes and the tick drains: latest-wins, so a flood of inputs replaces one
@@ -15,11 +15,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use tickcast_shared::codec::{encode_snapshot_body, EncodeError};
+use tickcast_shared::delta::{QEntity, Quantizer};
 use tickcast_shared::{EntityState, Input, Welcome, PROTOCOL_VERSION};
 
 use crate::game::{EntityId, Game};
+pub use crate::snapshot::{PlayerSnapshot, WorldFrame};
 
 /// A player's id within its room.
 pub type PlayerId = u32;
@@ -42,17 +42,6 @@ impl InputInbox {
     pub fn take(&self) -> Option<Input> {
         self.latest.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
-}
-
-/// What one player is sent for one tick: the shared entity bytes plus its own header values.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlayerSnapshot {
-    /// The tick the state belongs to.
-    pub tick: u64,
-    /// The last input sequence of this player applied at or before this tick.
-    pub last_input_seq: u32,
-    /// The encoded entity list, shared by every player of the room for this tick.
-    pub body: Bytes,
 }
 
 /// Where a room hands a player's snapshots: the latest-wins slot its writer reads.
@@ -96,8 +85,8 @@ pub struct TickReport {
     pub tick: u64,
     /// Inputs applied in this tick.
     pub inputs_applied: u32,
-    /// Bytes of the shared snapshot body.
-    pub body_bytes: usize,
+    /// Entities in the frame.
+    pub entities: usize,
     /// Players offered a snapshot.
     pub players: usize,
 }
@@ -112,23 +101,25 @@ pub struct Room<G, O> {
     max_players: usize,
     next_player_id: PlayerId,
     players: BTreeMap<PlayerId, PlayerSlot<O>>,
+    quantizer: Quantizer,
     entities: Vec<EntityState>,
-    body: Vec<u8>,
 }
 
 impl<G: Game, O: SnapshotOutlet> Room<G, O> {
     /// A room running `game` at `tick_rate` ticks per second.
     pub fn new(game: G, tick_rate: u16, max_players: usize) -> Self {
+        let quantizer = Quantizer::new(game.pos_quantum(), tick_rate);
         Self {
             game,
             tick: 0,
             tick_rate,
-            dt: 1.0 / f32::from(tick_rate.max(1)),
+            // The same value the quantizer divides by, so snapped motion predicts exactly.
+            dt: quantizer.dt,
             max_players,
             next_player_id: 1,
             players: BTreeMap::new(),
+            quantizer,
             entities: Vec::new(),
-            body: Vec::new(),
         }
     }
 
@@ -160,6 +151,7 @@ impl<G: Game, O: SnapshotOutlet> Room<G, O> {
             tick_rate: self.tick_rate,
             server_tick: self.tick,
             world_size: self.game.world_size(),
+            pos_quantum: self.quantizer.quantum,
         };
         Ok(Joined {
             player_id,
@@ -192,40 +184,36 @@ impl<G: Game, O: SnapshotOutlet> Room<G, O> {
         applied
     }
 
-    /// Encodes the current world once and offers it to every player.
-    ///
-    /// # Errors
-    /// [`EncodeError`] only if the codec refuses the entity list (a bug, not an input).
-    pub fn broadcast(&mut self) -> Result<(usize, usize), EncodeError> {
+    /// Quantises the current world once into a frame and offers it to every player.
+    pub fn broadcast(&mut self) -> Arc<WorldFrame> {
         self.entities.clear();
         self.game.write_state(&mut self.entities);
-        self.body.clear();
-        encode_snapshot_body(&self.entities, &mut self.body)?;
-        // One allocation per tick, shared by every player's snapshot.
-        let body = Bytes::copy_from_slice(&self.body);
+        let quantized: Vec<QEntity> = self
+            .entities
+            .iter()
+            .map(|e| self.quantizer.quantize(e))
+            .collect();
+        let frame = Arc::new(WorldFrame::new(self.tick, quantized));
         for slot in self.players.values() {
             slot.outlet.offer(PlayerSnapshot {
-                tick: self.tick,
+                frame: Arc::clone(&frame),
                 last_input_seq: slot.last_applied_seq,
-                body: body.clone(),
+                entity: slot.entity,
             });
         }
-        Ok((body.len(), self.players.len()))
+        frame
     }
 
     /// One full tick: [`Room::advance`] then [`Room::broadcast`].
-    ///
-    /// # Errors
-    /// As [`Room::broadcast`].
-    pub fn tick(&mut self) -> Result<TickReport, EncodeError> {
+    pub fn tick(&mut self) -> TickReport {
         let inputs_applied = self.advance();
-        let (body_bytes, players) = self.broadcast()?;
-        Ok(TickReport {
+        let frame = self.broadcast();
+        TickReport {
             tick: self.tick,
             inputs_applied,
-            body_bytes,
-            players,
-        })
+            entities: frame.entities.len(),
+            players: self.players.len(),
+        }
     }
 
     /// Ticks produced so far.
@@ -256,8 +244,7 @@ mod tests {
     use glam::Vec2;
     use std::cell::RefCell;
     use std::rc::Rc;
-    use tickcast_shared::codec::{decode_server, write_snapshot};
-    use tickcast_shared::{EntityKind, ServerMsg, Snapshot};
+    use tickcast_shared::EntityKind;
 
     /// Collects what a player is offered.
     #[derive(Clone, Default)]
@@ -279,49 +266,46 @@ mod tests {
         )
     }
 
-    fn decode(s: &PlayerSnapshot) -> Snapshot {
-        let mut frame = Vec::new();
-        write_snapshot(s.tick, s.last_input_seq, &s.body, &mut frame).unwrap();
-        match decode_server(&frame).unwrap() {
-            ServerMsg::Snapshot(snap) => snap,
-            other => panic!("not a snapshot: {other:?}"),
-        }
-    }
-
     #[test]
-    fn every_player_gets_the_same_body_and_its_own_ack() {
+    fn every_player_gets_the_same_frame_and_its_own_ack() {
         let mut r = room(10, 8);
         let (a, b) = (Sink::default(), Sink::default());
         let ja = r.join(a.clone()).unwrap();
         let jb = r.join(b.clone()).unwrap();
         assert_eq!(ja.welcome.entity_id, 10);
         assert_eq!(jb.welcome.entity_id, 11);
+        assert_eq!(ja.welcome.pos_quantum, 1.0 / 16.0);
         ja.inbox.put(Input {
             seq: 7,
             movement: Vec2::X,
             buttons: 0,
         });
-        let report = r.tick().unwrap();
+        let report = r.tick();
         assert_eq!(
-            (report.tick, report.inputs_applied, report.players),
-            (1, 1, 2)
+            (
+                report.tick,
+                report.inputs_applied,
+                report.players,
+                report.entities
+            ),
+            (1, 1, 2, 12)
         );
         let (sa, sb) = (a.0.borrow()[0].clone(), b.0.borrow()[0].clone());
-        // Encode once: both players' bodies point at the same bytes.
-        assert_eq!(sa.body.as_ptr(), sb.body.as_ptr());
+        // Quantised once: both players share the same frame.
+        assert!(Arc::ptr_eq(&sa.frame, &sb.frame));
         assert_eq!((sa.last_input_seq, sb.last_input_seq), (7, 0));
-        let snap = decode(&sa);
-        assert_eq!(snap.tick, 1);
-        assert_eq!(snap.entities.len(), 12);
+        assert_eq!((sa.entity, sb.entity), (10, 11));
+        let f = &sa.frame;
+        assert_eq!(f.tick, 1);
         assert_eq!(
-            snap.entities
+            f.entities
                 .iter()
                 .filter(|e| e.kind == EntityKind::Avatar)
                 .count(),
             2
         );
         assert!(
-            snap.entities.windows(2).all(|w| w[0].id < w[1].id),
+            f.entities.windows(2).all(|w| w[0].id < w[1].id),
             "sorted by id"
         );
     }
@@ -332,7 +316,7 @@ mod tests {
         let sink = Sink::default();
         let j = r.join(sink.clone()).unwrap();
         let start = r.game().position(j.welcome.entity_id).unwrap();
-        // Three inputs before one tick: only the last (moving -x... then +y) counts.
+        // Three inputs before one tick: only the last (+y) counts.
         j.inbox.put(Input {
             seq: 1,
             movement: Vec2::X,
@@ -349,13 +333,13 @@ mod tests {
             buttons: 0,
         });
         for _ in 0..3 {
-            r.tick().unwrap();
+            r.tick();
         }
         let pos = r.game().position(j.welcome.entity_id).unwrap();
         let moved = pos - start;
         let expected_y = (1000.0 - start.y).min(10.0); // 3 ticks at 100 u/s of 1/30 s
         assert!(
-            moved.x.abs() < 1e-3 && (moved.y - expected_y).abs() < 1e-2,
+            moved.x.abs() < 1e-3 && (moved.y - expected_y).abs() <= 3.0 / 16.0,
             "{moved}"
         );
         assert!(sink.0.borrow().iter().all(|s| s.last_input_seq == 3));
@@ -372,10 +356,7 @@ mod tests {
         assert_eq!(r.player_count(), 1);
         let c = r.join(Sink::default()).unwrap();
         assert_ne!(c.player_id, a.player_id, "player ids are never reused");
-        r.tick().unwrap();
-        let mut entities = Vec::new();
-        r.game().write_state(&mut entities);
-        assert_eq!(entities.len(), 7);
+        assert_eq!(r.tick().entities, 7);
     }
 
     #[test]
@@ -385,9 +366,9 @@ mod tests {
         r.join(sink.clone()).unwrap();
         r.advance();
         r.advance();
-        r.tick().unwrap();
+        r.tick();
         let offered = sink.0.borrow();
         assert_eq!(offered.len(), 1);
-        assert_eq!(offered[0].tick, 3);
+        assert_eq!(offered[0].frame.tick, 3);
     }
 }

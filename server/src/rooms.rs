@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::Config;
 use crate::game::{Arena, ArenaConfig};
@@ -296,10 +296,7 @@ async fn run_room(
                 for _ in 1..due.run {
                     room.advance();
                 }
-                if let Err(e) = room.tick() {
-                    error!(error = %e, "snapshot encoding failed; closing room");
-                    break;
-                }
+                room.tick();
                 handle.tick.store(room.current_tick(), Relaxed);
                 metrics.ticks.fetch_add(u64::from(due.run), Relaxed);
                 metrics.tick_nanos.fetch_add(duration_nanos(started.elapsed()), Relaxed);

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::room::{PlayerSnapshot, SnapshotOutlet};
+use crate::room::SnapshotOutlet;
+use crate::snapshot::PlayerSnapshot;
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -76,13 +77,14 @@ impl SlotReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use crate::snapshot::WorldFrame;
+    use std::sync::Arc;
 
     fn snap(tick: u64) -> PlayerSnapshot {
         PlayerSnapshot {
-            tick,
+            frame: Arc::new(WorldFrame::new(tick, Vec::new())),
             last_input_seq: 0,
-            body: Bytes::new(),
+            entity: 0,
         }
     }
 
@@ -92,11 +94,11 @@ mod tests {
         tx.offer(snap(1));
         tx.offer(snap(2));
         tx.offer(snap(3));
-        assert_eq!(rx.next().await.tick, 3);
+        assert_eq!(rx.next().await.frame.tick, 3);
         assert_eq!(rx.take_skipped(), 2);
         assert_eq!(rx.take_skipped(), 0);
         // A wake-up stored while nothing waited does not lose the next snapshot.
-        let waiter = tokio::spawn(async move { rx.next().await.tick });
+        let waiter = tokio::spawn(async move { rx.next().await.frame.tick });
         tokio::task::yield_now().await;
         tx.offer(snap(4));
         assert_eq!(waiter.await.unwrap(), 4);

@@ -3,12 +3,16 @@
 //! NPCs move at constant velocities (20 to 80 units/s, directions and positions drawn
 //! from a seeded RNG so a run repeats) and bounce off the walls. A player's avatar moves
 //! at 100 units/s in the direction of its latest input and stops at the walls.
+//!
+//! Everything moves in whole position quanta per tick and stays on the quantum grid
+//! (spawn points are snapped too), so between bounces and input changes every entity
+//! is exactly where a client predicts it, and costs nothing in a delta snapshot.
 
 use glam::Vec2;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use tickcast_shared::{EntityKind, EntityState, Input};
 
-use super::{EntityId, Game};
+use super::{snap_step, EntityId, Game, DEFAULT_POS_QUANTUM};
 
 /// Avatar speed at full input, in units per second.
 pub const AVATAR_SPEED: f32 = 100.0;
@@ -61,7 +65,10 @@ impl Arena {
         let size = Vec2::splat(config.size);
         let bodies = (0..config.npcs)
             .map(|id| {
-                let pos = Vec2::new(rng.random_range(0.0..size.x), rng.random_range(0.0..size.y));
+                let pos = on_grid(Vec2::new(
+                    rng.random_range(0.0..size.x),
+                    rng.random_range(0.0..size.y),
+                ));
                 let angle = rng.random_range(0.0..std::f32::consts::TAU);
                 let speed = rng.random_range(NPC_SPEED);
                 Body {
@@ -88,6 +95,11 @@ impl Arena {
     pub fn position(&self, entity: EntityId) -> Option<Vec2> {
         self.index_of(entity).map(|i| self.bodies[i].pos)
     }
+}
+
+/// Snaps a point to the quantum grid.
+fn on_grid(p: Vec2) -> Vec2 {
+    (p / DEFAULT_POS_QUANTUM).round() * DEFAULT_POS_QUANTUM
 }
 
 /// Moves `pos` along one axis and reflects it (and `vel`) off the walls at 0 and `max`.
@@ -135,13 +147,24 @@ impl Game for Arena {
     fn step(&mut self, dt: f32) {
         let max = self.size;
         for b in &mut self.bodies {
-            b.pos += b.vel * dt;
+            b.pos += snap_step(b.vel, dt, DEFAULT_POS_QUANTUM);
             match b.kind {
                 EntityKind::Npc => {
                     bounce(&mut b.pos.x, &mut b.vel.x, max.x);
                     bounce(&mut b.pos.y, &mut b.vel.y, max.y);
                 }
-                EntityKind::Avatar => b.pos = b.pos.clamp(Vec2::ZERO, max),
+                EntityKind::Avatar => {
+                    let clamped = b.pos.clamp(Vec2::ZERO, max);
+                    // Against a wall the avatar stands still on that axis; say so, so
+                    // clients do not predict it into the wall.
+                    if clamped.x != b.pos.x {
+                        b.vel.x = 0.0;
+                    }
+                    if clamped.y != b.pos.y {
+                        b.vel.y = 0.0;
+                    }
+                    b.pos = clamped;
+                }
             }
         }
     }
@@ -213,6 +236,38 @@ mod tests {
         }
         // In two minutes at >= 20 units/s every NPC crosses more than 1000 units, so hits a wall.
         assert!(bounced.iter().all(|b| *b));
+    }
+
+    #[test]
+    fn motion_stays_on_the_quantum_grid_and_is_predictable() {
+        use tickcast_shared::delta::Quantizer;
+        let mut a = Arena::new(ArenaConfig {
+            npcs: 300,
+            ..Default::default()
+        });
+        let q = Quantizer::new(DEFAULT_POS_QUANTUM, 30);
+        let quantized = |a: &Arena| state(a).iter().map(|e| q.quantize(e)).collect::<Vec<_>>();
+        let mut before = quantized(&a);
+        let mut predictable = 0;
+        for _ in 0..300 {
+            a.step(1.0 / 30.0);
+            let after = quantized(&a);
+            for (b, e) in before.iter().zip(&after) {
+                let on_grid = |v: f32| (v / DEFAULT_POS_QUANTUM).fract() == 0.0;
+                let p = a.position(e.id).unwrap();
+                assert!(on_grid(p.x) && on_grid(p.y));
+                if e.vel == b.vel {
+                    // Same velocity: exactly where the client predicts.
+                    assert_eq!(e.pos, b.predicted(1), "entity {}", e.id);
+                    predictable += 1;
+                }
+            }
+            before = after;
+        }
+        assert!(
+            predictable > 300 * 300 * 9 / 10,
+            "most ticks are plain motion: {predictable}"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use fastwebsockets::{
 };
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tickcast_shared::codec::{decode_client, encode_into, write_snapshot};
+use tickcast_shared::codec::{decode_client, encode_into};
 use tickcast_shared::{
     validate, ClientMsg, DisconnectReason, Hello, Pong, ServerMsg, Welcome, PROTOCOL_VERSION,
 };
@@ -38,6 +38,7 @@ use crate::limits::TokenBucket;
 use crate::room::{InputInbox, PlayerId};
 use crate::rooms::{JoinRefused, RoomHandle};
 use crate::slot::{slot, SlotReceiver, SlotSender};
+use crate::snapshot::{PlayerSnapshot, SnapshotEncoder};
 use crate::ServerCtx;
 
 type Io = TokioIo<Upgraded>;
@@ -365,7 +366,7 @@ fn cause_of(e: &WebSocketError) -> Cause {
 /// What the writer does next.
 enum Step {
     Reliable(Outbound),
-    Snapshot(crate::room::PlayerSnapshot),
+    Snapshot(PlayerSnapshot),
     Ping,
     Stop,
 }
@@ -387,6 +388,7 @@ async fn write_loop(
     );
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut welcomed = false;
+    let mut snapshots = SnapshotEncoder::new(ctx.view_radius_quanta());
     loop {
         // Only the waits are raced; a write, once started, finishes (or times out).
         let step = tokio::select! {
@@ -423,8 +425,13 @@ async fn write_loop(
                     .snapshots_skipped
                     .fetch_add(slot_rx.take_skipped(), Relaxed);
                 metrics.snapshots_sent.fetch_add(1, Relaxed);
-                match write_snapshot(s.tick, s.last_input_seq, &s.body, &mut buf) {
-                    Ok(_) => Frame::binary(Payload::Borrowed(&buf)),
+                match snapshots.encode(&s, &mut buf) {
+                    Ok(encoded) => {
+                        if encoded.keyframe {
+                            metrics.keyframes_sent.fetch_add(1, Relaxed);
+                        }
+                        Frame::binary(Payload::Borrowed(&buf))
+                    }
                     Err(_) => break closer.close(Cause::Server(DisconnectReason::InternalError)),
                 }
             }
