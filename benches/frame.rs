@@ -9,23 +9,56 @@ use glam::Vec2;
 use tickcast::shared::codec::{
     decode_client, decode_server, encode_into, encode_snapshot_body, write_snapshot,
 };
+use tickcast::shared::delta::{diff, DeltaBody, QEntity};
 use tickcast::shared::{
-    ClientMsg, EntityKind, EntityState, Hello, Input, Ping, Pong, ServerMsg, Snapshot, Welcome,
+    ClientMsg, EntityKind, Hello, Input, Ping, Pong, ServerMsg, Snapshot, Welcome,
 };
 
-fn entities(n: u32) -> Vec<EntityState> {
+/// A world of `n` entities in quanta (1/16 unit), spread over 1000 x 1000 units.
+fn entities(n: u32) -> Vec<QEntity> {
     (0..n)
-        .map(|i| EntityState {
+        .map(|i| QEntity {
             id: i,
             kind: if i % 10 == 0 {
                 EntityKind::Avatar
             } else {
                 EntityKind::Npc
             },
-            pos: Vec2::new(i as f32 * 0.37 % 1000.0, i as f32 * 0.91 % 1000.0),
-            vel: Vec2::new(33.0, -41.5),
+            pos: [(i * 37 % 16_000) as i32, (i * 91 % 16_000) as i32],
+            vel: [18, -22],
         })
         .collect()
+}
+
+/// A keyframe of `n` entities, and a typical delta a tick later (one in ten turned).
+fn snapshots(n: u32) -> [(String, Snapshot); 2] {
+    let base = entities(n);
+    let mut now: Vec<QEntity> = base
+        .iter()
+        .map(|e| QEntity {
+            pos: e.predicted(1),
+            ..*e
+        })
+        .collect();
+    for e in now.iter_mut().step_by(10) {
+        e.vel = [-e.vel[1], e.vel[0]];
+    }
+    let snap = |body: &DeltaBody, base_tick| Snapshot {
+        tick: 90_001,
+        base_tick,
+        last_input_seq: 123_456,
+        removed: body.removed.clone(),
+        changed: body.changed.clone(),
+        added: body.added.clone(),
+    };
+    let mut body = DeltaBody::default();
+    diff(None, 90_001, &now, &mut body);
+    let key = snap(&body, 0);
+    diff(Some((90_000, &base)), 90_001, &now, &mut body);
+    [
+        (format!("keyframe/{n}"), key),
+        (format!("delta/{n}"), snap(&body, 90_000)),
+    ]
 }
 
 fn client_messages() -> Vec<(&'static str, ClientMsg)> {
@@ -56,18 +89,17 @@ fn client_messages() -> Vec<(&'static str, ClientMsg)> {
 }
 
 fn server_messages() -> Vec<(String, ServerMsg)> {
+    let welcome = Welcome {
+        protocol_version: 1,
+        player_id: 7,
+        entity_id: 1007,
+        tick_rate: 30,
+        server_tick: 90_000,
+        world_size: Vec2::splat(1000.0),
+        pos_quantum: 1.0 / 16.0,
+    };
     let mut v = vec![
-        (
-            "welcome".to_owned(),
-            ServerMsg::Welcome(Welcome {
-                protocol_version: 1,
-                player_id: 7,
-                entity_id: 1007,
-                tick_rate: 30,
-                server_tick: 90_000,
-                world_size: Vec2::splat(1000.0),
-            }),
-        ),
+        ("welcome".to_owned(), ServerMsg::Welcome(welcome)),
         (
             "pong".to_owned(),
             ServerMsg::Pong(Pong {
@@ -77,12 +109,9 @@ fn server_messages() -> Vec<(String, ServerMsg)> {
         ),
     ];
     for n in [100, 1000, 10_000] {
-        let snap = Snapshot {
-            tick: 90_000,
-            last_input_seq: 123_456,
-            entities: entities(n),
-        };
-        v.push((format!("snapshot/{n}"), ServerMsg::Snapshot(snap)));
+        for (name, snap) in snapshots(n) {
+            v.push((format!("snapshot/{name}"), ServerMsg::Snapshot(snap)));
+        }
     }
     v
 }
@@ -123,17 +152,19 @@ fn codec(c: &mut Criterion) {
     group.finish();
 }
 
-/// What a writer does per player per tick: frame the shared body with the player's
-/// header, and write it as one WebSocket binary frame.
+/// What a writer does per player per tick once the shared body exists: frame it with
+/// the player's header, and write it as one WebSocket binary frame. A keyframe body is
+/// the largest a player gets.
 fn snapshot_frame(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
     let mut group = c.benchmark_group("snapshot_frame");
     for n in [100u32, 1000, 10_000] {
+        let mut delta = DeltaBody::default();
+        diff(None, 1, &entities(n), &mut delta);
         let mut body = Vec::new();
-        encode_snapshot_body(&entities(n), &mut body).expect("encodes");
-        let body = bytes::Bytes::from(body);
+        encode_snapshot_body(&delta, &mut body).expect("encodes");
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(BenchmarkId::new("fastwebsockets_write", n), |b| {
             let (_, mut ws) = fastwebsockets::after_handshake_split(
@@ -147,7 +178,7 @@ fn snapshot_frame(c: &mut Criterion) {
             b.iter(|| {
                 tick += 1;
                 buf.clear();
-                write_snapshot(tick, 42, &body, &mut buf).expect("encodes");
+                write_snapshot(tick, 0, 42, &body, &mut buf).expect("encodes");
                 rt.block_on(ws.write_frame(Frame::binary(Payload::Borrowed(&buf))))
                     .expect("sink accepts");
             });

@@ -1,83 +1,132 @@
-//! Tick cost: one `Room` tick with no sockets, across world and room sizes.
+//! Tick cost: one room tick with no sockets, across world and room sizes.
 //!
-//! Each iteration gives every player a new input, then ticks: inputs applied, the Arena
-//! stepped, the entity list encoded once, and every player's snapshot message framed
-//! (header + shared body copied into that player's reusable buffer, as the writer does).
-//! Throughput is reported as the bytes of snapshot messages produced per tick.
+//! Each iteration gives every player a new input (a turning direction, so every
+//! avatar's velocity changes every tick: the costly case), then ticks: inputs applied,
+//! the Arena stepped, the world quantised once, and every player's snapshot message
+//! built by its `SnapshotEncoder` exactly as its writer would (a delta against what
+//! that player holds; whole-world bodies shared, view bodies per player). In the
+//! server the per-player part runs on the writers, spread over the cores; here it is
+//! all on one thread, so this is the total CPU work of a tick.
+//!
+//! Throughput is the snapshot bytes produced for all players in one tick.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::hint::black_box;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use glam::Vec2;
-use tickcast::server::game::{Arena, ArenaConfig};
+use tickcast::server::game::{Arena, ArenaConfig, DEFAULT_POS_QUANTUM};
 use tickcast::server::room::{InputInbox, PlayerSnapshot, Room, SnapshotOutlet};
-use tickcast::shared::codec::write_snapshot;
+use tickcast::server::snapshot::SnapshotEncoder;
 use tickcast::shared::Input;
 
-/// Frames the snapshot into a per-player buffer, like a connection's writer.
-#[derive(Default)]
-struct FramingOutlet(RefCell<Vec<u8>>);
+/// Builds each snapshot the way a connection's writer does.
+struct WriterOutlet {
+    encoder: RefCell<SnapshotEncoder>,
+    buf: RefCell<Vec<u8>>,
+    bytes: Cell<usize>,
+}
 
-impl SnapshotOutlet for FramingOutlet {
+/// The room's handle on a writer; the bench keeps another to read the byte counts.
+#[derive(Clone)]
+struct Writer(Rc<WriterOutlet>);
+
+impl SnapshotOutlet for Writer {
     fn offer(&self, s: PlayerSnapshot) {
-        let mut buf = self.0.borrow_mut();
-        buf.clear();
-        write_snapshot(s.tick, s.last_input_seq, &s.body, &mut buf).expect("encodes");
-        black_box(buf.len());
+        let mut buf = self.0.buf.borrow_mut();
+        let encoded = self
+            .0
+            .encoder
+            .borrow_mut()
+            .encode(&s, &mut buf)
+            .expect("encodes");
+        self.0.bytes.set(encoded.bytes);
     }
 }
 
-fn room(npcs: u32, players: usize) -> (Room<Arena, FramingOutlet>, Vec<Arc<InputInbox>>) {
-    let mut room = Room::new(
-        Arena::new(ArenaConfig {
-            npcs,
-            ..Default::default()
-        }),
-        30,
-        players,
-    );
-    let inboxes = (0..players)
-        .map(|_| {
-            room.join(FramingOutlet::default())
-                .expect("room has space")
-                .inbox
-        })
-        .collect();
-    (room, inboxes)
+struct Bench {
+    room: Room<Arena, Writer>,
+    inboxes: Vec<Arc<InputInbox>>,
+    outlets: Vec<Writer>,
+    seq: u32,
 }
 
-fn tick_cost(c: &mut Criterion) {
-    let mut group = c.benchmark_group("tick");
+impl Bench {
+    fn new(npcs: u32, players: usize, view_radius: f32) -> Self {
+        let radius = (view_radius / DEFAULT_POS_QUANTUM).round() as i64;
+        let mut room = Room::new(
+            Arena::new(ArenaConfig {
+                npcs,
+                ..Default::default()
+            }),
+            30,
+            players,
+        );
+        let mut inboxes = Vec::new();
+        let mut outlets = Vec::new();
+        for _ in 0..players {
+            let outlet = Writer(Rc::new(WriterOutlet {
+                encoder: RefCell::new(SnapshotEncoder::new(radius)),
+                buf: RefCell::default(),
+                bytes: Cell::new(0),
+            }));
+            inboxes.push(room.join(outlet.clone()).expect("room has space").inbox);
+            outlets.push(outlet);
+        }
+        let mut bench = Self {
+            room,
+            inboxes,
+            outlets,
+            seq: 0,
+        };
+        // Past the keyframes, into steady state.
+        for _ in 0..5 {
+            bench.tick();
+        }
+        bench
+    }
+
+    fn tick(&mut self) {
+        self.seq += 1;
+        let dir = Vec2::from_angle(self.seq as f32 * 0.1);
+        for inbox in &self.inboxes {
+            inbox.put(Input {
+                seq: self.seq,
+                movement: dir,
+                buttons: 0,
+            });
+        }
+        black_box(self.room.tick());
+    }
+
+    fn bytes_per_tick(&self) -> u64 {
+        self.outlets.iter().map(|o| o.0.bytes.get() as u64).sum()
+    }
+}
+
+fn run(c: &mut Criterion, group: &str, view_radius: f32, npcs: &[u32], players: &[usize]) {
+    let mut group = c.benchmark_group(group);
     group.sample_size(20);
-    for npcs in [100u32, 1000, 10_000] {
-        for players in [10usize, 100, 1000] {
-            let (mut room, inboxes) = room(npcs, players);
-            let body = room.tick().expect("tick").body_bytes;
-            group.throughput(Throughput::Bytes((body * players) as u64));
-            let mut seq = 0u32;
-            group.bench_with_input(
-                BenchmarkId::new(format!("npcs={npcs}"), format!("players={players}")),
-                &(),
-                |b, ()| {
-                    b.iter(|| {
-                        seq += 1;
-                        let angle = seq as f32 * 0.1;
-                        for inbox in &inboxes {
-                            inbox.put(Input {
-                                seq,
-                                movement: Vec2::from_angle(angle),
-                                buttons: 0,
-                            });
-                        }
-                        black_box(room.tick().expect("tick"))
-                    });
+    for &n in npcs {
+        for &p in players {
+            let mut bench = Bench::new(n, p, view_radius);
+            group.throughput(Throughput::Bytes(bench.bytes_per_tick()));
+            group.bench_function(
+                BenchmarkId::new(format!("npcs={n}"), format!("players={p}")),
+                |b| {
+                    b.iter(|| bench.tick());
                 },
             );
         }
     }
     group.finish();
+}
+
+fn tick_cost(c: &mut Criterion) {
+    run(c, "tick", 0.0, &[100, 1000, 10_000], &[10, 100, 1000]);
+    run(c, "tick_view250", 250.0, &[1000, 10_000], &[100, 1000]);
 }
 
 criterion_group!(benches, tick_cost);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use glam::Vec2;
 use tickcast::client::{run_swarm, ConnectOptions, Connection, Event, SwarmConfig};
-use tickcast::shared::{EntityKind, Snapshot};
+use tickcast::shared::EntityKind;
 use tokio_util::sync::CancellationToken;
 
 const TICK_RATE: u16 = 30;
@@ -74,11 +74,11 @@ async fn twenty_bots_each_receive_at_least_90_percent_of_snapshots() {
     server.stop().await.unwrap();
 }
 
-fn avatar(s: &Snapshot, entity: u32) -> Vec2 {
-    let e = s
-        .entities
-        .iter()
-        .find(|e| e.id == entity)
+/// The avatar's position in the client's reconstruction of the world.
+fn avatar(conn: &Connection, entity: u32) -> Vec2 {
+    let e = conn
+        .session()
+        .entity(entity)
         .expect("own avatar in every snapshot");
     assert_eq!(e.kind, EntityKind::Avatar);
     e.pos
@@ -97,7 +97,7 @@ async fn the_avatar_moves_where_its_inputs_point() {
             break s;
         }
     };
-    let start = avatar(&first, entity);
+    let start = avatar(&conn, entity);
     // Head for the centre, so no wall is in the way for a second at 100 units/s.
     let dir = (world / 2.0 - start).normalize_or(Vec2::X);
     let seq = conn.send_input(dir, 0).await.unwrap();
@@ -112,18 +112,23 @@ async fn the_avatar_moves_where_its_inputs_point() {
         last.last_input_seq, seq,
         "the input was applied and acknowledged"
     );
-    let moved = avatar(&last, entity) - start;
+    let moved = avatar(&conn, entity) - start;
     let along = moved.dot(dir);
     let across = moved.perp_dot(dir).abs();
     // Ticks elapsed since the first snapshot, at 100 units/s, one tick of slack for the
-    // input arriving mid-tick.
+    // input arriving mid-tick. Each tick's step is rounded to whole 1/16-unit quanta
+    // per axis, at most 1/32 off, so allow that per tick.
     let ticks = (last.tick - first.tick) as f32;
     let expected = ticks / 30.0 * 100.0;
+    let rounding = ticks / 32.0 * 1.5;
     assert!(
-        along > expected - 100.0 / 30.0 - 0.01 && along <= expected + 0.01,
+        along > expected - 100.0 / 30.0 - rounding && along <= expected + rounding,
         "moved {along} along, expected about {expected}"
     );
-    assert!(across < 0.01, "no sideways drift: {across}");
+    assert!(
+        across <= rounding,
+        "no sideways drift beyond rounding: {across}"
+    );
     server.stop().await.unwrap();
 }
 
@@ -154,11 +159,14 @@ async fn the_swarm_report_measures_a_real_run() {
         "{}",
         report.snapshots_per_bot_per_s
     );
-    // 16 NPCs + 10 avatars at ~19 bytes each, 30 times a second.
+    // Full snapshots of 16 NPCs + 10 avatars would be ~19 bytes each, 30 times a second
+    // (~15 KB/s). Deltas send headers plus the avatars that turned: well under half, but
+    // never nothing (at least a few header bytes per snapshot).
+    let naive = 26.0 * 19.0 * 30.0;
+    let bytes = report.bytes_per_bot_per_s;
     assert!(
-        report.bytes_per_bot_per_s > 10_000.0,
-        "{}",
-        report.bytes_per_bot_per_s
+        bytes > 30.0 * 5.0 && bytes < naive / 2.0,
+        "{bytes} bytes per bot per s"
     );
     assert!(
         report.rtt_ms.count > 0 && report.rtt_ms.p50 > 0.0 && report.rtt_ms.p99 < 1000.0,

@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 use glam::Vec2;
+use tickcast::shared::delta::World;
 use tickcast::shared::{ClientMsg, EntityKind, Input, Ping, ServerMsg};
 
 #[tokio::test]
@@ -19,7 +20,11 @@ async fn tungstenite_plays_a_session_with_the_shared_crate() {
     assert_eq!(welcome.tick_rate, 30);
     assert_eq!(welcome.world_size, Vec2::splat(1000.0));
 
+    // The client's own reconstruction, with the shared crate's delta logic.
+    let mut world = World::default();
     let mut last = recv_snapshot(&mut ws).await;
+    assert_eq!(last.base_tick, 0, "the first snapshot is a keyframe");
+    world.apply(&last).unwrap();
     for seq in 1..=5u32 {
         send(
             &mut ws,
@@ -32,8 +37,10 @@ async fn tungstenite_plays_a_session_with_the_shared_crate() {
         .await;
         let s = recv_snapshot(&mut ws).await;
         assert_eq!(s.tick, last.tick + 1, "one snapshot per tick, none skipped");
-        assert_eq!(s.entities.len(), 16 + 1, "16 NPCs and our avatar");
-        let me = s
+        assert_eq!(s.base_tick, last.tick, "a delta against the previous one");
+        world.apply(&s).unwrap();
+        assert_eq!(world.entities.len(), 16 + 1, "16 NPCs and our avatar");
+        let me = world
             .entities
             .iter()
             .find(|e| e.id == welcome.entity_id)

@@ -234,7 +234,15 @@ impl Connection {
                     self.session.handle_bytes(bytes);
                     match msg {
                         ServerMsg::Snapshot(snapshot) => {
-                            self.session.handle_snapshot(at, &snapshot);
+                            if let Err(e) = self.session.handle_snapshot(at, &snapshot) {
+                                // A delta we cannot apply: the stream is broken. Close
+                                // without awaiting here, to stay cancel safe.
+                                let writer = Arc::clone(&self.writer);
+                                tokio::spawn(async move {
+                                    close_with(&writer, DisconnectReason::InvalidPayload).await;
+                                });
+                                return Err(ClientError::Delta(e));
+                            }
                             return Ok(Event::Snapshot(snapshot));
                         }
                         ServerMsg::Pong(pong) => {

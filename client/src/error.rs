@@ -75,6 +75,9 @@ pub enum ClientError {
     /// A binary message from the server did not decode as a `ServerMsg`.
     #[error("undecodable server message: {0}")]
     Decode(#[from] DecodeError),
+    /// A snapshot did not apply to the world we hold (wrong base, bad entity ids).
+    #[error("snapshot: {0}")]
+    Delta(#[from] tickcast_shared::delta::DeltaError),
     /// One of our messages could not be encoded (a bug, not a network condition).
     #[error("encode: {0}")]
     Encode(#[from] EncodeError),
@@ -107,6 +110,7 @@ impl ClientError {
             Self::WebSocket(_) => "websocket".into(),
             Self::MessageTooBig { .. } => "too big".into(),
             Self::Decode(_) => "decode".into(),
+            Self::Delta(_) => "bad snapshot".into(),
             Self::Encode(_) => "encode".into(),
             Self::Protocol(_) => "protocol".into(),
             Self::InvalidInput(_) => "invalid input".into(),

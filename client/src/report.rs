@@ -101,6 +101,8 @@ pub struct Totals {
     pub snapshots_missed: u64,
     /// WebSocket payload bytes received.
     pub bytes_received: u64,
+    /// What the snapshots would have weighed as naive full snapshots.
+    pub naive_bytes: u64,
     /// Inputs sent.
     pub inputs_sent: u64,
     /// Pings sent.
@@ -121,6 +123,7 @@ impl Totals {
         self.snapshots_received += other.snapshots_received;
         self.snapshots_missed += other.snapshots_missed;
         self.bytes_received += other.bytes_received;
+        self.naive_bytes += other.naive_bytes;
         self.inputs_sent += other.inputs_sent;
         self.pings_sent += other.pings_sent;
         for (code, n) in &other.close_codes {
@@ -197,6 +200,10 @@ pub struct Report {
     pub bytes_received: u64,
     /// Payload bytes per connected bot per second of its connected time.
     pub bytes_per_bot_per_s: f64,
+    /// What naive full snapshots (every entity the bot holds, `f32` fields) of the same
+    /// scene would have cost per bot per second: the baseline for `bytes_per_bot_per_s`.
+    #[serde(default)]
+    pub naive_bytes_per_bot_per_s: f64,
     /// Inputs sent by all bots.
     pub inputs_sent: u64,
     /// Ping round-trip time.
@@ -242,6 +249,7 @@ impl Report {
             snapshots_missed: totals.snapshots_missed,
             bytes_received: totals.bytes_received,
             bytes_per_bot_per_s: per_bot_s(totals.bytes_received),
+            naive_bytes_per_bot_per_s: per_bot_s(totals.naive_bytes),
             inputs_sent: totals.inputs_sent,
             rtt_ms: Percentiles::from_micros(&histograms.rtt),
             snapshot_gap_ms: Percentiles::from_micros(&histograms.snapshot_gap),
@@ -281,9 +289,11 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  bandwidth   {:.1} KiB per bot per s ({} bytes in all)",
+            "  bandwidth   {:.1} KiB per bot per s ({} bytes in all); naive full snapshots {:.1} KiB, {:.1}x more",
             self.bytes_per_bot_per_s / 1024.0,
-            self.bytes_received
+            self.bytes_received,
+            self.naive_bytes_per_bot_per_s / 1024.0,
+            if self.bytes_per_bot_per_s > 0.0 { self.naive_bytes_per_bot_per_s / self.bytes_per_bot_per_s } else { 0.0 },
         )?;
         writeln!(f, "  latency ms        p50      p99      max    count")?;
         for (name, p) in [

@@ -11,7 +11,8 @@
 use std::time::{Duration, Instant};
 
 use glam::Vec2;
-use tickcast_shared::{Input, Ping, Pong, Snapshot, Welcome};
+use tickcast_shared::delta::{DeltaError, QEntity, Quantizer, World};
+use tickcast_shared::{EntityState, Input, Ping, Pong, Snapshot, Welcome};
 
 /// How many recent inputs keep their send time. At 30 inputs per second this is more
 /// than 8 s of history, far beyond any acknowledgement a live server gives; an input
@@ -34,6 +35,11 @@ pub struct SnapshotMetrics {
 /// Running totals of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SessionStats {
+    /// Snapshots that were keyframes.
+    pub keyframes_received: u64,
+    /// What the same snapshots would have weighed as naive full snapshots (every held
+    /// entity with `f32` position and velocity): the baseline the deltas are measured against.
+    pub naive_bytes: u64,
     /// Snapshots handled.
     pub snapshots_received: u64,
     /// Sum of [`SnapshotMetrics::missed`].
@@ -71,6 +77,9 @@ pub struct Session {
     last_snapshot: Option<SnapshotMetrics>,
     last_rtt: Option<Duration>,
     stats: SessionStats,
+    /// The world as reconstructed from keyframes and deltas.
+    world: World,
+    quantizer: Quantizer,
 }
 
 impl Session {
@@ -79,7 +88,6 @@ impl Session {
     /// it started connecting).
     pub fn new(welcome: Welcome, epoch: Instant) -> Self {
         Self {
-            welcome,
             epoch,
             next_seq: 1,
             sent: [None; INPUT_HISTORY],
@@ -89,7 +97,34 @@ impl Session {
             last_snapshot: None,
             last_rtt: None,
             stats: SessionStats::default(),
+            world: World::default(),
+            quantizer: Quantizer::new(welcome_quantum(&welcome), welcome.tick_rate),
+            welcome,
         }
+    }
+
+    /// The reconstructed world, quantised as it travels (positions in quanta,
+    /// velocities in quanta per tick), sorted by id.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The reconstructed world in world units.
+    pub fn entities(&self) -> impl Iterator<Item = EntityState> + '_ {
+        self.world
+            .entities
+            .iter()
+            .map(|q| self.quantizer.dequantize(q))
+    }
+
+    /// One entity of the reconstructed world, in world units.
+    pub fn entity(&self, id: u32) -> Option<EntityState> {
+        let i = self
+            .world
+            .entities
+            .binary_search_by_key(&id, |e| e.id)
+            .ok()?;
+        Some(self.quantizer.dequantize(&self.world.entities[i]))
     }
 
     /// The server's answer to our `Hello`.
@@ -121,10 +156,23 @@ impl Session {
         }
     }
 
-    /// Handles a snapshot that arrived at `now` and returns what it measured. The same
-    /// value stays readable through [`Session::last_snapshot_metrics`].
-    pub fn handle_snapshot(&mut self, now: Instant, snapshot: &Snapshot) -> SnapshotMetrics {
+    /// Applies a snapshot that arrived at `now` to the world and returns what it
+    /// measured. The same value stays readable through [`Session::last_snapshot_metrics`].
+    ///
+    /// # Errors
+    /// [`DeltaError`] when the snapshot does not apply to the held world (the world and
+    /// the metrics are then left as they were).
+    pub fn handle_snapshot(
+        &mut self,
+        now: Instant,
+        snapshot: &Snapshot,
+    ) -> Result<SnapshotMetrics, DeltaError> {
+        self.world.apply(snapshot)?;
+        self.stats.naive_bytes += naive_snapshot_bytes(snapshot, &self.world.entities);
         self.stats.snapshots_received += 1;
+        if snapshot.base_tick == 0 {
+            self.stats.keyframes_received += 1;
+        }
         let gap = self
             .last_snapshot_at
             .map(|prev| now.saturating_duration_since(prev));
@@ -151,7 +199,7 @@ impl Session {
             input_ack,
         };
         self.last_snapshot = Some(metrics);
-        metrics
+        Ok(metrics)
     }
 
     /// Handles a pong that arrived at `now`; returns the round-trip time, or `None` if
@@ -216,6 +264,39 @@ impl Session {
     }
 }
 
+/// The quantum a `Welcome` announces, or the default if it is unusable (zero, negative,
+/// not finite), so a broken server cannot make dequantising divide by zero.
+fn welcome_quantum(w: &Welcome) -> f32 {
+    if w.pos_quantum.is_finite() && w.pos_quantum > 0.0 {
+        w.pos_quantum
+    } else {
+        1.0 / 16.0
+    }
+}
+
+/// The size a full, unquantised snapshot of `entities` would have on the wire: the
+/// message header, then per entity its id, kind and four `f32` (bincode varints as
+/// everywhere in the protocol).
+pub fn naive_snapshot_bytes(snapshot: &Snapshot, entities: &[QEntity]) -> u64 {
+    fn varint(v: u64) -> u64 {
+        match v {
+            0..=250 => 1,
+            251..=0xffff => 3,
+            0x1_0000..=0xffff_ffff => 5,
+            _ => 9,
+        }
+    }
+    let header = 1
+        + varint(snapshot.tick)
+        + varint(u64::from(snapshot.last_input_seq))
+        + varint(entities.len() as u64);
+    header
+        + entities
+            .iter()
+            .map(|e| varint(u64::from(e.id)) + 1 + 16)
+            .sum::<u64>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,15 +309,104 @@ mod tests {
             tick_rate: 30,
             server_tick: 100,
             world_size: Vec2::new(1000.0, 1000.0),
+            pos_quantum: 1.0 / 16.0,
         }
     }
 
+    /// A keyframe of an empty world: applies whatever the session holds.
     fn snap(tick: u64, last_input_seq: u32) -> Snapshot {
         Snapshot {
             tick,
+            base_tick: 0,
             last_input_seq,
-            entities: Vec::new(),
+            removed: Vec::new(),
+            changed: Vec::new(),
+            added: Vec::new(),
         }
+    }
+
+    #[test]
+    fn snapshots_rebuild_the_world_and_bad_ones_change_nothing() {
+        use tickcast_shared::{Added, EntityKind};
+        let t0 = Instant::now();
+        let mut s = Session::new(welcome(), t0);
+        let key = Snapshot {
+            added: vec![Added {
+                id_gap: 7,
+                kind: EntityKind::Avatar,
+                pos: [1600, 160],
+                vel: [16, 0],
+            }],
+            ..snap(10, 0)
+        };
+        s.handle_snapshot(t0, &key).unwrap();
+        // A pure-prediction delta two ticks later: 2 ticks x 16 quanta = 2 units along x.
+        s.handle_snapshot(
+            t0 + ms(66),
+            &Snapshot {
+                base_tick: 10,
+                ..snap(12, 0)
+            },
+        )
+        .unwrap();
+        let me = s.entity(7).unwrap();
+        assert_eq!(me.pos, Vec2::new(102.0, 10.0));
+        assert!(
+            (me.vel.x - 30.0).abs() < 1e-3,
+            "16 quanta per tick at 30 Hz = 30 u/s"
+        );
+        // A delta against a tick we do not hold is refused and changes nothing.
+        let before = s.stats();
+        let err = s
+            .handle_snapshot(
+                t0,
+                &Snapshot {
+                    base_tick: 11,
+                    ..snap(13, 0)
+                },
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            DeltaError::WrongBase {
+                base_tick: 11,
+                held: Some(12)
+            }
+        );
+        assert_eq!(s.stats(), before);
+        assert_eq!(s.world().tick, Some(12));
+        assert_eq!(s.entities().count(), 1);
+        // One avatar, id 7, tick 12: header 4 bytes + entity 1 + 1 + 16.
+        assert_eq!(s.stats().naive_bytes, 22 + 22);
+    }
+
+    #[test]
+    fn naive_size_matches_the_encoding_of_full_snapshots() {
+        use tickcast_shared::{codec::encode_to_vec, EntityKind, EntityState};
+        let entities: Vec<QEntity> = [0u32, 250, 251, 70_000]
+            .iter()
+            .map(|&id| QEntity {
+                id,
+                kind: EntityKind::Npc,
+                pos: [1, 2],
+                vel: [3, 4],
+            })
+            .collect();
+        let full: Vec<EntityState> = entities
+            .iter()
+            .map(|e| EntityState {
+                id: e.id,
+                kind: e.kind,
+                pos: Vec2::ZERO,
+                vel: Vec2::ZERO,
+            })
+            .collect();
+        // The old full-snapshot message: variant, tick, seq, entity list.
+        let bytes = encode_to_vec(&(1u32, 300u64, 42u32, &full)).unwrap();
+        assert_eq!(
+            naive_snapshot_bytes(&snap(300, 42), &entities),
+            bytes.len() as u64
+        );
     }
 
     fn ms(n: u64) -> Duration {
@@ -261,18 +431,29 @@ mod tests {
         s.next_input(t0, Vec2::X, 0); // seq 1 at 0 ms
         s.next_input(t0 + ms(10), Vec2::X, 0); // seq 2 at 10 ms
 
-        assert_eq!(s.handle_snapshot(t0 + ms(5), &snap(101, 0)).input_ack, None);
         assert_eq!(
-            s.handle_snapshot(t0 + ms(40), &snap(102, 1)).input_ack,
+            s.handle_snapshot(t0 + ms(5), &snap(101, 0))
+                .unwrap()
+                .input_ack,
+            None
+        );
+        assert_eq!(
+            s.handle_snapshot(t0 + ms(40), &snap(102, 1))
+                .unwrap()
+                .input_ack,
             Some(ms(40))
         );
         // Same seq again: already measured.
         assert_eq!(
-            s.handle_snapshot(t0 + ms(70), &snap(103, 1)).input_ack,
+            s.handle_snapshot(t0 + ms(70), &snap(103, 1))
+                .unwrap()
+                .input_ack,
             None
         );
         assert_eq!(
-            s.handle_snapshot(t0 + ms(100), &snap(104, 2)).input_ack,
+            s.handle_snapshot(t0 + ms(100), &snap(104, 2))
+                .unwrap()
+                .input_ack,
             Some(ms(90))
         );
         assert_eq!(s.acked_seq(), 2);
@@ -283,7 +464,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Session::new(welcome(), t0);
         // Never sent: ignored, and does not move the ack forward.
-        assert_eq!(s.handle_snapshot(t0, &snap(1, 5)).input_ack, None);
+        assert_eq!(s.handle_snapshot(t0, &snap(1, 5)).unwrap().input_ack, None);
         assert_eq!(s.acked_seq(), 0);
 
         for i in 0..(INPUT_HISTORY as u64 + 10) {
@@ -291,14 +472,18 @@ mod tests {
         }
         // Seq 3 was overwritten by seq 3 + 256 in the ring.
         assert_eq!(
-            s.handle_snapshot(t0 + ms(1000), &snap(2, 3)).input_ack,
+            s.handle_snapshot(t0 + ms(1000), &snap(2, 3))
+                .unwrap()
+                .input_ack,
             None
         );
         assert_eq!(s.acked_seq(), 3);
         // The newest is still there.
         let newest = INPUT_HISTORY as u32 + 10;
         assert_eq!(
-            s.handle_snapshot(t0 + ms(1000), &snap(3, newest)).input_ack,
+            s.handle_snapshot(t0 + ms(1000), &snap(3, newest))
+                .unwrap()
+                .input_ack,
             Some(ms(1000 - (newest as u64 - 1)))
         );
     }
@@ -307,19 +492,19 @@ mod tests {
     fn snapshot_gap_and_missed_ticks() {
         let t0 = Instant::now();
         let mut s = Session::new(welcome(), t0);
-        let first = s.handle_snapshot(t0, &snap(100, 0));
+        let first = s.handle_snapshot(t0, &snap(100, 0)).unwrap();
         assert_eq!((first.gap, first.missed), (None, 0));
 
-        let second = s.handle_snapshot(t0 + ms(33), &snap(101, 0));
+        let second = s.handle_snapshot(t0 + ms(33), &snap(101, 0)).unwrap();
         assert_eq!((second.gap, second.missed), (Some(ms(33)), 0));
 
         // Ticks 102..=104 were skipped by the server.
-        let third = s.handle_snapshot(t0 + ms(166), &snap(105, 0));
+        let third = s.handle_snapshot(t0 + ms(166), &snap(105, 0)).unwrap();
         assert_eq!((third.gap, third.missed), (Some(ms(133)), 3));
         assert_eq!(s.last_snapshot_metrics(), Some(third));
 
         // A stale tick counts as stale, not as missed, and does not move last_tick back.
-        let stale = s.handle_snapshot(t0 + ms(170), &snap(104, 0));
+        let stale = s.handle_snapshot(t0 + ms(170), &snap(104, 0)).unwrap();
         assert_eq!(stale.missed, 0);
         assert_eq!(s.last_tick(), Some(105));
 

@@ -190,6 +190,7 @@ impl Bot {
         totals.snapshots_received = stats.snapshots_received;
         totals.snapshots_missed = stats.snapshots_missed;
         totals.bytes_received = stats.bytes_received;
+        totals.naive_bytes = stats.naive_bytes;
         totals.inputs_sent = stats.inputs_sent;
         totals.pings_sent = stats.pings_sent;
 

@@ -22,8 +22,8 @@ use hyper_util::rt::TokioIo;
 use tickcast_client::{run_swarm, ClientError, ConnectOptions, Connection, Event, SwarmConfig};
 use tickcast_shared::codec::{decode, encode_to_vec};
 use tickcast_shared::{
-    ClientMsg, EntityKind, EntityState, Hello, Pong, ServerMsg, Snapshot, Welcome,
-    PROTOCOL_VERSION, SUBPROTOCOL,
+    Added, ClientMsg, EntityKind, Hello, Pong, ServerMsg, Snapshot, Welcome, PROTOCOL_VERSION,
+    SUBPROTOCOL,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Mutex};
@@ -158,6 +158,7 @@ async fn play(
         tick_rate: TICK_RATE,
         server_tick: 1000,
         world_size: Vec2::new(800.0, 600.0),
+        pos_quantum: 1.0 / 16.0,
     });
     ws.write_frame(binary(&welcome)?).await?;
     // The client must answer this through its reader's send_fn.
@@ -221,19 +222,23 @@ async fn play(
             () = done.cancelled() => break,
             () = tokio::time::sleep(period) => {}
         }
+        // Keyframes of 20 entities, so every snapshot stands alone.
         let snapshot = ServerMsg::Snapshot(Snapshot {
             tick,
+            base_tick: 0,
             last_input_seq: last_seq.load(Ordering::SeqCst),
-            entities: (0..20)
-                .map(|id| EntityState {
-                    id,
+            removed: Vec::new(),
+            changed: Vec::new(),
+            added: (0..20)
+                .map(|id| Added {
+                    id_gap: 0, // consecutive ids
                     kind: if id == 42 {
                         EntityKind::Avatar
                     } else {
                         EntityKind::Npc
                     },
-                    pos: Vec2::new(id as f32, tick as f32),
-                    vel: Vec2::ZERO,
+                    pos: [id * 16, tick as i32],
+                    vel: [0, 0],
                 })
                 .collect(),
         });
@@ -312,7 +317,7 @@ async fn welcome_snapshots_pong_then_close_1001() -> anyhow::Result<()> {
         let (code, reason) = loop {
             match conn.next_event().await? {
                 Event::Snapshot(s) => {
-                    assert_eq!(s.entities.len(), 20);
+                    assert_eq!(conn.session().world().entities.len(), 20);
                     ticks.push(s.tick);
                     // The server closes right after its last snapshot: once our reader
                     // has answered that close, sending is refused, and the close event
