@@ -105,6 +105,12 @@ pub struct Config {
     #[arg(long, default_value_t = 64)]
     pub reliable_queue: usize,
 
+    /// On SIGTERM or Ctrl-C, how long running rooms may go on (no new joins meanwhile)
+    /// before every player is closed with 1001. The drain ends early when no player is
+    /// left; a second signal ends it at once.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub drain_timeout: Duration,
+
     /// On shutdown, time given to connections to flush their close frames.
     #[arg(long, default_value = "2s", value_parser = duration)]
     pub shutdown_grace: Duration,

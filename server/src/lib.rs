@@ -44,7 +44,9 @@ pub struct ServerCtx {
     pub rooms: Arc<Rooms>,
     /// Allowed browser Origins.
     pub origins: OriginPolicy,
-    /// Cancelled to stop the server.
+    /// Cancelled when the server starts draining: no new joins or rooms.
+    pub draining: CancellationToken,
+    /// Cancelled when the drain is over: every connection closes with 1001.
     pub shutdown: CancellationToken,
     /// Every task the server spawns, so shutdown can wait for them.
     pub tasks: TaskTracker,
@@ -58,20 +60,38 @@ impl ServerCtx {
     }
 }
 
-/// Runs the server on `listener` until `shutdown` is cancelled, then closes every
-/// connection with 1001 (going away), waits up to `--shutdown-grace` for the close
-/// frames to go out, and returns.
+/// Runs the server on `listener` until `drain` is cancelled, then drains and stops:
+/// see [`run_until`]; this form has no way to cut the drain short.
 ///
 /// # Errors
-/// None today once the listener is bound; kept fallible for future setup steps.
+/// As [`run_until`].
 pub async fn run(
     listener: TcpListener,
     config: Config,
-    shutdown: CancellationToken,
+    drain: CancellationToken,
+) -> anyhow::Result<()> {
+    run_until(listener, config, drain, CancellationToken::new()).await
+}
+
+/// Runs the server on `listener`. When `drain` is cancelled (the first SIGTERM or
+/// Ctrl-C), the server drains: new joins and new rooms are refused with 503 and
+/// `/readyz` turns 503, while running rooms go on and HTTP stays up. The drain ends when
+/// no player is left, after `--drain-timeout`, or when `force` is cancelled (a second
+/// signal). Then every connection is closed with 1001 (going away), the server waits
+/// up to `--shutdown-grace` for the close frames to go out, and returns.
+///
+/// # Errors
+/// Only if the listener's address cannot be read.
+pub async fn run_until(
+    listener: TcpListener,
+    config: Config,
+    drain: CancellationToken,
+    force: CancellationToken,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
     let tasks = TaskTracker::new();
+    let shutdown = CancellationToken::new();
     let ctx = Arc::new(ServerCtx {
         origins: OriginPolicy::new(&config.allow_origins),
         rooms: Rooms::new(
@@ -79,16 +99,58 @@ pub async fn run(
             Arc::clone(&metrics),
             tasks.clone(),
             shutdown.clone(),
+            drain.clone(),
         ),
         config,
         metrics,
+        draining: drain.clone(),
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
     });
     info!(addr = %listener.local_addr()?, tick_rate = ctx.config.tick_rate, npcs = ctx.config.npcs, "listening");
+    let acceptor = tokio::spawn(accept(listener, Arc::clone(&ctx)));
+
+    tokio::select! {
+        () = drain.cancelled() => {}
+        () = force.cancelled() => {}
+    }
+    let players = || {
+        ctx.metrics
+            .players
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    info!(players = players(), timeout = ?ctx.config.drain_timeout, "draining");
+    let deadline = tokio::time::Instant::now() + ctx.config.drain_timeout;
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(100));
+    while players() > 0 && tokio::time::Instant::now() < deadline && !force.is_cancelled() {
+        tokio::select! {
+            _ = poll.tick() => {}
+            () = force.cancelled() => {}
+        }
+    }
+
+    info!(players = players(), "shutting down");
+    shutdown.cancel();
+    let _ = acceptor.await;
+    tasks.close();
+    if tokio::time::timeout(ctx.config.shutdown_grace, tasks.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            remaining = tasks.len(),
+            "tasks still running after the shutdown grace; exiting anyway"
+        );
+    }
+    Ok(())
+}
+
+/// Accepts TCP connections until the server shuts down (also while it drains, so
+/// health checks, metrics and running games keep working).
+async fn accept(listener: TcpListener, ctx: Arc<ServerCtx>) {
     loop {
         let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = ctx.shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -102,7 +164,8 @@ pub async fn run(
                         warn!(error = %e, "cannot set the send buffer size");
                     }
                 }
-                tasks.spawn(net::http::serve(stream, peer, Arc::clone(&ctx)));
+                ctx.tasks
+                    .spawn(net::http::serve(stream, peer, Arc::clone(&ctx)));
             }
             Err(e) => {
                 // Usually out of file descriptors: back off briefly instead of spinning.
@@ -111,17 +174,4 @@ pub async fn run(
             }
         }
     }
-    drop(listener);
-    info!("shutting down");
-    tasks.close();
-    if tokio::time::timeout(ctx.config.shutdown_grace, tasks.wait())
-        .await
-        .is_err()
-    {
-        warn!(
-            remaining = tasks.len(),
-            "tasks still running after the shutdown grace; exiting anyway"
-        );
-    }
-    Ok(())
 }

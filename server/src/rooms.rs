@@ -23,7 +23,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::Config;
 use crate::game::{Arena, ArenaConfig};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RoomMetrics};
 use crate::room::{JoinError, Joined, PlayerId, Room};
 use crate::schedule::TickClock;
 use crate::slot::SlotSender;
@@ -85,7 +85,7 @@ pub enum JoinRefused {
     /// Creating the room would exceed `--max-rooms`.
     #[error("too many rooms")]
     TooManyRooms,
-    /// The server is shutting down.
+    /// The server is draining or shutting down.
     #[error("server is shutting down")]
     ShuttingDown,
 }
@@ -106,6 +106,7 @@ pub struct Rooms {
     metrics: Arc<Metrics>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    draining: CancellationToken,
 }
 
 impl Rooms {
@@ -115,6 +116,7 @@ impl Rooms {
         metrics: Arc<Metrics>,
         tasks: TaskTracker,
         shutdown: CancellationToken,
+        draining: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Self {
             map: Mutex::default(),
@@ -122,6 +124,7 @@ impl Rooms {
             metrics,
             tasks,
             shutdown,
+            draining,
         })
     }
 
@@ -147,9 +150,11 @@ impl Rooms {
     /// The room called `name`, started if it is not running.
     ///
     /// # Errors
-    /// [`JoinRefused::TooManyRooms`] at `--max-rooms`; [`JoinRefused::ShuttingDown`].
+    /// [`JoinRefused::TooManyRooms`] at `--max-rooms`; [`JoinRefused::ShuttingDown`]
+    /// while draining or shutting down.
     pub fn get_or_create(self: &Arc<Self>, name: &str) -> Result<RoomHandle, JoinRefused> {
-        if self.shutdown.is_cancelled() {
+        // Draining: running games go on, but nobody new joins and no room starts.
+        if self.draining.is_cancelled() || self.shutdown.is_cancelled() {
             return Err(JoinRefused::ShuttingDown);
         }
         let mut map = self.lock();
@@ -243,6 +248,7 @@ async fn run_room(
 ) {
     let config = Arc::clone(&rooms.config);
     let metrics = Arc::clone(&rooms.metrics);
+    let room_metrics: Arc<RoomMetrics> = metrics.add_room(Arc::clone(&handle.name));
     let mut clock = TickClock::new(
         Instant::now().into_std(),
         config.tick_rate,
@@ -288,8 +294,10 @@ async fn run_room(
                 if due.run == 0 {
                     continue;
                 }
+                room_metrics.tick_lateness.observe(due.lateness);
                 if due.run > 1 || due.skipped > 0 {
                     metrics.tick_overruns.fetch_add(1, Relaxed);
+                    room_metrics.tick_overruns.fetch_add(1, Relaxed);
                     metrics.ticks_skipped.fetch_add(due.skipped, Relaxed);
                     debug!(run = due.run, skipped = due.skipped, lateness = ?due.lateness, "tick overrun");
                 }
@@ -299,7 +307,10 @@ async fn run_room(
                 room.tick();
                 handle.tick.store(room.current_tick(), Relaxed);
                 metrics.ticks.fetch_add(u64::from(due.run), Relaxed);
-                metrics.tick_nanos.fetch_add(duration_nanos(started.elapsed()), Relaxed);
+                let took = started.elapsed();
+                metrics.tick_nanos.fetch_add(duration_nanos(took), Relaxed);
+                room_metrics.tick_duration.observe(took);
+                room_metrics.players.store(room.player_count() as u64, Relaxed);
                 if empty_since.is_some_and(|t| t.elapsed() >= config.room_idle_timeout) && rooms.remove_if(&handle, || rx.is_empty()) {
                     info!("room idle, removed");
                     break;
@@ -308,6 +319,7 @@ async fn run_room(
         }
     }
     rooms.remove_if(&handle, || true);
+    metrics.remove_room(&handle.name, &room_metrics);
     handle.closed.cancel();
     metrics
         .players

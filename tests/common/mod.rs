@@ -36,18 +36,20 @@ impl TestServer {
         format!("ws://{}/ws?room={room}", self.addr)
     }
 
-    /// Cancels the server and waits for `run` to return.
+    /// Starts the drain (like SIGTERM) and waits for `run` to return.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         tokio::time::timeout(WAIT, self.task).await??
     }
 }
 
-/// Default test configuration: loopback, port 0, a small world.
+/// Default test configuration: loopback, port 0, a small world, and no drain (stopping
+/// closes every player at once; the drain has its own tests).
 pub fn config() -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         npcs: 16,
+        drain_timeout: Duration::ZERO,
         ..Config::default()
     }
 }

@@ -17,13 +17,21 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
-    tickcast_server::run(listener, config, shutdown).await
+    let (drain, force) = (CancellationToken::new(), CancellationToken::new());
+    tokio::spawn(stop_on_signals(drain.clone(), force.clone()));
+    tickcast_server::run_until(listener, config, drain, force).await
 }
 
-/// Cancels `shutdown` on Ctrl-C or SIGTERM (what orchestrators send before killing).
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// The first Ctrl-C or SIGTERM (what orchestrators send before killing) starts the
+/// drain; a second one ends it at once.
+async fn stop_on_signals(drain: CancellationToken, force: CancellationToken) {
+    wait_for_signal().await;
+    drain.cancel();
+    wait_for_signal().await;
+    force.cancel();
+}
+
+async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -43,5 +51,4 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-    shutdown.cancel();
 }

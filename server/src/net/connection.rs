@@ -234,6 +234,18 @@ async fn read_loop(
             Err(reason) => break Cause::Server(reason),
         }
     };
+    if let Cause::Server(reason) = cause {
+        if matches!(
+            reason,
+            DisconnectReason::InvalidPayload
+                | DisconnectReason::MessageTooBig
+                | DisconnectReason::RateLimited
+                | DisconnectReason::UnexpectedMessage
+                | DisconnectReason::TextFrame
+        ) {
+            ctx.metrics.inputs_rejected.fetch_add(1, Relaxed);
+        }
+    }
     closer.close(cause);
 }
 

@@ -67,6 +67,10 @@ async fn route(
             text(refusal.status, refusal.message)
         }),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
+        (&Method::GET, "/readyz") => match not_ready(&ctx) {
+            None => text(StatusCode::OK, "ready"),
+            Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
+        },
         (&Method::GET, "/metrics") => {
             let mut r = text(StatusCode::OK, ctx.metrics.render());
             r.headers_mut().insert(
@@ -75,13 +79,29 @@ async fn route(
             );
             r
         }
-        (_, "/ws" | "/healthz" | "/metrics") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
+        (_, "/ws" | "/healthz" | "/readyz" | "/metrics") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "use GET")
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "not found; WebSocket endpoint is GET /ws?room=NAME",
         ),
     };
     Ok(response)
+}
+
+/// Why the server would not take a new player now, if it would not. An orchestrator
+/// stops sending players to a server whose `/readyz` is not 200.
+fn not_ready(ctx: &ServerCtx) -> Option<&'static str> {
+    if ctx.shutdown.is_cancelled() {
+        Some("shutting down")
+    } else if ctx.draining.is_cancelled() {
+        Some("draining")
+    } else if ctx.metrics.connections_open.load(Relaxed) >= ctx.config.max_connections as u64 {
+        Some("at the connection limit")
+    } else {
+        None
+    }
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
@@ -109,7 +129,7 @@ fn upgrade(
     peer: SocketAddr,
     ctx: &Arc<ServerCtx>,
 ) -> Result<Response<Body>, Refusal> {
-    if ctx.shutdown.is_cancelled() {
+    if ctx.draining.is_cancelled() || ctx.shutdown.is_cancelled() {
         return Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "server is shutting down",
