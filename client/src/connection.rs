@@ -15,6 +15,7 @@
 //! server skips snapshots for us as designed, rather than this process buffering them.
 
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,7 @@ use tickcast_shared::{
     codec, ClientMsg, DisconnectReason, Hello, ServerMsg, Snapshot, Welcome, PROTOCOL_VERSION,
     SUBPROTOCOL,
 };
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
@@ -78,6 +79,11 @@ pub struct ConnectOptions {
     pub origin: Option<String>,
     /// Limit on TCP connect, handshake and `Hello`/`Welcome` together.
     pub connect_timeout: Duration,
+    /// Local address to connect from (port chosen by the kernel); `None` lets the
+    /// kernel pick the address too. A load tool spreads thousands of connections over
+    /// several loopback addresses this way, because each local address has only the
+    /// ephemeral port range to give (see [`crate::placement`]).
+    pub local_ip: Option<IpAddr>,
 }
 
 impl ConnectOptions {
@@ -88,6 +94,7 @@ impl ConnectOptions {
             name: name.into(),
             origin: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            local_ip: None,
         }
     }
 }
@@ -320,7 +327,7 @@ impl Connection {
 /// Everything [`Connection::connect`] does, without the timeout around it.
 async fn connect_within(opts: ConnectOptions, target: Target) -> Result<Connection, ClientError> {
     let epoch = Instant::now();
-    let tcp = TcpStream::connect(&target.addr).await?;
+    let tcp = open_tcp(&target.addr, opts.local_ip).await?;
     // Inputs are tiny and latency is the point; never wait to coalesce them.
     tcp.set_nodelay(true)?;
 
@@ -358,6 +365,8 @@ async fn connect_within(opts: ConnectOptions, target: Target) -> Result<Connecti
         protocol_version: PROTOCOL_VERSION,
         name: opts.name,
         room: target.room,
+        // Always a new player: bots do not reconnect (yet), so never resume.
+        resume: None,
     });
     write_msg(&writer, &mut buf, &hello).await?;
 
@@ -401,6 +410,30 @@ async fn connect_within(opts: ConnectOptions, target: Target) -> Result<Connecti
         buf,
         closed: None,
     })
+}
+
+/// Opens the TCP connection to `addr` (`host:port`), from `local_ip` when given.
+///
+/// Without a local address, `TcpStream::connect` tries every resolved address in turn.
+/// With one, only resolved addresses of the same family can work, so the first of
+/// them is used.
+async fn open_tcp(addr: &str, local_ip: Option<IpAddr>) -> Result<TcpStream, ClientError> {
+    let Some(local) = local_ip else {
+        return Ok(TcpStream::connect(addr).await?);
+    };
+    let remote = tokio::net::lookup_host(addr)
+        .await?
+        .find(|remote| remote.is_ipv4() == local.is_ipv4())
+        .ok_or(ClientError::AddressFamily { local })?;
+    let socket = if local.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket
+        .bind(SocketAddr::new(local, 0))
+        .map_err(|source| ClientError::Bind { local, source })?;
+    Ok(socket.connect(remote).await?)
 }
 
 /// The reader task: frames in, [`Inbound`] out, until the connection ends. The last

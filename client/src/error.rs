@@ -58,6 +58,23 @@ pub enum ClientError {
     /// The TCP connection ended without a close frame.
     #[error("connection lost without a close frame")]
     ConnectionLost,
+    /// The local address to connect from could not be bound (on most systems only
+    /// 127.0.0.1 of the loopback range exists unless configured; Linux has all of
+    /// 127.0.0.0/8).
+    #[error("cannot bind local address {local}: {source}")]
+    Bind {
+        /// The local address asked for.
+        local: std::net::IpAddr,
+        /// Why the bind failed.
+        source: std::io::Error,
+    },
+    /// The server's host resolves to no address of the local address's family
+    /// (an IPv4 local address for an IPv6-only host, or the reverse).
+    #[error("no address of the server matches the family of local address {local}")]
+    AddressFamily {
+        /// The local address asked for.
+        local: std::net::IpAddr,
+    },
     /// A socket read or write failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -104,6 +121,8 @@ impl ClientError {
             Self::Closed { code, .. } => format!("close {code}"),
             Self::NotOpen => "not open".into(),
             Self::ConnectionLost => "connection lost".into(),
+            Self::Bind { source, .. } => format!("bind: {}", source.kind()),
+            Self::AddressFamily { .. } => "address family".into(),
             // The ErrorKind is still low-cardinality, and "connection refused" vs
             // "connection reset" is what an operator needs to tell apart.
             Self::Io(e) => format!("io: {}", e.kind()),

@@ -6,21 +6,26 @@
 //! - [`connection`]: one player over a real socket: the WebSocket handshake with the
 //!   `tickcast.v1` subprotocol, `Hello`/`Welcome`, a reader task that decodes server
 //!   messages, and the [`Event`]s a game or a bot consumes.
-//! - [`swarm`], [`wander`] and [`report`]: the load tool `tickcast-bots` as a library,
-//!   so tests can run a swarm in-process and get its [`Report`].
+//! - [`swarm`], [`behaviour`], [`placement`], [`progress`] and [`report`]: the load
+//!   tool `tickcast-bots` as a library, so tests can run a swarm in-process and get
+//!   its [`Report`]; several processes' reports combine with [`report::merge`].
 //!
 //! Wire types come from `tickcast-shared`; see docs/PROTOCOL.md for the bytes.
 
+pub mod behaviour;
 pub mod connection;
 pub mod error;
+pub mod placement;
+pub mod progress;
 pub mod reassembly;
 pub mod report;
 pub mod session;
 pub mod swarm;
-pub mod wander;
 
+pub use behaviour::{Behaviour, BehaviourKind};
 pub use connection::{ConnectOptions, Connection, Event};
 pub use error::ClientError;
-pub use report::{Percentiles, Report};
+pub use progress::Progress;
+pub use report::{merge, MergeError, Percentiles, Report};
 pub use session::{Session, SessionStats, SnapshotMetrics};
-pub use swarm::{run_swarm, SwarmConfig};
+pub use swarm::{run_swarm, run_swarm_with_progress, SwarmConfig};

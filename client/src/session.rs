@@ -309,6 +309,7 @@ mod tests {
             tick_rate: 30,
             server_tick: 100,
             world_size: Vec2::new(1000.0, 1000.0),
+            session_token: [0; 16],
             pos_quantum: 1.0 / 16.0,
         }
     }

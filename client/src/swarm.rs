@@ -1,25 +1,31 @@
 //! The load tool as a library: many bots, each a real [`Connection`], and one
 //! [`Report`] at the end.
 //!
-//! [`run_swarm`] spawns one task per bot. Bot `i` of `n` starts at `ramp * i / n`
-//! after the start, connects, then until the end of the run sends an input every
-//! `1 / input_rate` (steered by [`Wander`]), a ping every second, and reads every
-//! snapshot. Latencies go into [`Histograms`] shared by a few bots each (a histogram
-//! per bot would cost 0.5 MB per bot); counters stay in the bot and are added up when
-//! it ends. A bot that fails only counts its failure: the swarm always runs to the end
-//! and always returns a report.
+//! [`run_swarm`] spawns one task per bot. Bot `i` of `n` starts in slot `i` of the
+//! ramp, at a random point within it (see [`crate::placement`]), connects to its room
+//! from its source address, then until the end of the run sends an input every
+//! `1 / input_rate` (steered by its [`Behaviour`]), a ping every second, and reads
+//! every snapshot. Latencies go into [`Histograms`] shared by a few bots each (a
+//! histogram per bot would cost 0.5 MB per bot), next to live counters that a
+//! progress line reads; the bot's own counters stay in the bot and are added up when
+//! it ends. A bot that fails only counts its failure: the swarm always runs to the
+//! end and always returns a report.
 
+use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 use tokio::time::{interval, interval_at, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::behaviour::{Behaviour, BehaviourKind};
 use crate::connection::{ConnectOptions, Connection, Event, DEFAULT_CONNECT_TIMEOUT};
-use crate::report::{record, Histograms, Report, Totals};
-use crate::wander::Wander;
+use crate::placement::{self, PlacementError, Rooms};
+use crate::progress::Progress;
+use crate::report::{new_histogram, record, Histograms, Report, Totals};
 
 /// How often each bot pings.
 pub const PING_INTERVAL: Duration = Duration::from_secs(1);
@@ -29,6 +35,9 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(1);
 const MIN_INPUT_PERIOD: Duration = Duration::from_millis(1);
 /// Longest time between two inputs of a bot.
 const MAX_INPUT_PERIOD: Duration = Duration::from_secs(3600);
+
+/// Shortest interval between two progress samples: reading them locks every shard.
+const MIN_PROGRESS_PERIOD: Duration = Duration::from_millis(50);
 
 /// How long a bot whose send failed keeps reading, to learn the close code that
 /// explains the failure (the server's close frame is usually already queued).
@@ -54,6 +63,16 @@ pub struct SwarmConfig {
     pub input_rate_hz: Option<f64>,
     /// Limit on each bot's connect (TCP, handshake, `Hello`/`Welcome`).
     pub connect_timeout: Duration,
+    /// How the bots steer.
+    pub behaviour: BehaviourKind,
+    /// Rooms to spread the bots over, round-robin; 1 joins the URL's room as given.
+    pub rooms: usize,
+    /// Rooms are named `{room_prefix}-{i}`; `None` uses the URL's `room` (or the
+    /// server's default room).
+    pub room_prefix: Option<String>,
+    /// Loopback source addresses to spread connections over; `None` picks
+    /// `ceil(bots / 20000)`. Only used when the URL's host is an IPv4 loopback address.
+    pub source_addrs: Option<usize>,
 }
 
 impl Default for SwarmConfig {
@@ -70,6 +89,31 @@ impl Default for SwarmConfig {
             origin: None,
             input_rate_hz: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            behaviour: BehaviourKind::default(),
+            rooms: 1,
+            room_prefix: None,
+            source_addrs: None,
+        }
+    }
+}
+
+impl SwarmConfig {
+    /// The rooms the bots are spread over.
+    ///
+    /// # Errors
+    /// [`PlacementError`] for zero rooms or room names the server would refuse; a
+    /// caller that checks this first learns it before any bot starts.
+    pub fn rooms(&self) -> Result<Rooms, PlacementError> {
+        Rooms::new(&self.url, self.room_prefix.as_deref(), self.rooms)
+    }
+
+    /// How many loopback source addresses the bots will use: 1 (no explicit bind)
+    /// unless the URL's host is an IPv4 loopback address.
+    pub fn source_addr_count(&self) -> usize {
+        if placement::is_loopback_v4(&self.url).unwrap_or(false) {
+            placement::source_addr_count(self.source_addrs, self.bots)
+        } else {
+            1
         }
     }
 }
@@ -78,36 +122,92 @@ impl Default for SwarmConfig {
 /// the report. Bots still connected at the end close with 1000. Never fails: every
 /// per-bot failure is counted in [`Report::errors`].
 pub async fn run_swarm(config: SwarmConfig, cancel: CancellationToken) -> Report {
+    run(config, cancel, None::<(Duration, fn(&Progress))>).await
+}
+
+/// [`run_swarm`], calling `observe` with a [`Progress`] sample every `every` (at
+/// least 50 ms) while bots run, for a live progress line.
+pub async fn run_swarm_with_progress<F>(
+    config: SwarmConfig,
+    cancel: CancellationToken,
+    every: Duration,
+    observe: F,
+) -> Report
+where
+    F: FnMut(&Progress),
+{
+    run(config, cancel, Some((every, observe))).await
+}
+
+async fn run<F>(
+    config: SwarmConfig,
+    cancel: CancellationToken,
+    mut observer: Option<(Duration, F)>,
+) -> Report
+where
+    F: FnMut(&Progress),
+{
     let started = std::time::Instant::now();
     let start = Instant::now();
     let deadline = start + config.duration;
     let ramp = config.ramp.min(config.duration);
+
+    let rooms = match config.rooms() {
+        Ok(rooms) => rooms,
+        Err(e) => return refused(&config, &e, started.elapsed()),
+    };
+    let source_addrs = config.source_addr_count();
     let config = Arc::new(config);
 
     let shard_count = std::thread::available_parallelism()
         .map_or(4, NonZeroUsize::get)
         .clamp(1, config.bots.max(1));
-    let shards: Vec<Arc<Mutex<Histograms>>> = (0..shard_count)
-        .map(|_| Arc::new(Mutex::new(Histograms::new())))
+    let shards: Vec<Arc<Mutex<Shard>>> = (0..shard_count)
+        .map(|_| Arc::new(Mutex::new(Shard::new())))
         .collect();
 
     let mut bots = JoinSet::new();
     for (index, shard) in (0..config.bots).zip(shards.iter().cycle()) {
-        let offset = ramp.mul_f64(index as f64 / config.bots as f64);
+        let offset = placement::connect_offset(index, config.bots, ramp, rand::random());
         let bot = Bot {
             index,
+            url: rooms.url_for(index),
+            local_ip: placement::source_ip(index, source_addrs),
             config: Arc::clone(&config),
-            histograms: Arc::clone(shard),
+            shard: Arc::clone(shard),
             cancel: cancel.clone(),
         };
         bots.spawn(bot.run(start + offset, deadline));
     }
 
+    let mut ticker = observer.as_ref().map(|(every, _)| {
+        let every = (*every).max(MIN_PROGRESS_PERIOD);
+        let mut ticker = interval_at(start + every, every);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        ticker
+    });
+    let mut window = new_histogram();
     let mut totals = Totals::default();
-    while let Some(joined) = bots.join_next().await {
+    loop {
+        let tick = async {
+            match ticker.as_mut() {
+                Some(ticker) => ticker.tick().await,
+                None => std::future::pending().await,
+            }
+        };
+        let joined = tokio::select! {
+            joined = bots.join_next() => joined,
+            _ = tick => {
+                if let Some((_, observe)) = observer.as_mut() {
+                    observe(&sample(&shards, &mut window, start.elapsed(), config.bots));
+                }
+                continue;
+            }
+        };
         match joined {
-            Ok(bot_totals) => totals.merge(&bot_totals),
-            Err(e) => {
+            None => break,
+            Some(Ok(bot_totals)) => totals.merge(&bot_totals),
+            Some(Err(e)) => {
                 tracing::error!(error = %e, "bot task failed");
                 totals.error(if e.is_panic() { "panic" } else { "cancelled" });
             }
@@ -116,22 +216,108 @@ pub async fn run_swarm(config: SwarmConfig, cancel: CancellationToken) -> Report
 
     let mut histograms = Histograms::new();
     for shard in &shards {
-        histograms.merge(&lock(shard));
+        histograms.merge(&lock(shard).histograms);
     }
-    Report::new(
+    let mut report = Report::new(
         &config.url,
         config.bots as u64,
         started.elapsed(),
         &totals,
         &histograms,
-    )
+    );
+    report.rooms = rooms.count() as u64;
+    report.behaviour = config.behaviour.to_string();
+    report
+}
+
+/// The report of a run that could not start: every bot failed for the same reason.
+fn refused(config: &SwarmConfig, e: &PlacementError, elapsed: Duration) -> Report {
+    let bots = config.bots as u64;
+    let mut totals = Totals {
+        bots_failed: bots,
+        ..Totals::default()
+    };
+    totals.errors.insert(format!("config: {e}"), bots);
+    let mut report = Report::new(&config.url, bots, elapsed, &totals, &Histograms::new());
+    report.behaviour = config.behaviour.to_string();
+    report
+}
+
+/// Reads the live counters of every shard, and empties their recent round-trip
+/// times into `window` to take the p99 of the last interval.
+fn sample(
+    shards: &[Arc<Mutex<Shard>>],
+    window: &mut Histogram<u64>,
+    elapsed: Duration,
+    bots: usize,
+) -> Progress {
+    window.reset();
+    let mut progress = Progress {
+        elapsed,
+        bots: bots as u64,
+        ..Progress::default()
+    };
+    for shard in shards {
+        let mut shard = lock(shard);
+        progress.connected += shard.live.connected;
+        progress.failed += shard.live.failed;
+        progress.snapshots_received += shard.live.snapshots;
+        progress.bytes_received += shard.live.bytes;
+        // Cannot fail: both were made by `new_histogram` with the same bounds.
+        if let Err(e) = window.add(&shard.recent_rtt) {
+            tracing::debug!(error = %e, "progress rtt merge failed");
+        }
+        shard.recent_rtt.reset();
+    }
+    if !window.is_empty() {
+        progress.rtt_p99 = Some(Duration::from_micros(window.value_at_quantile(0.99)));
+    }
+    progress
+}
+
+/// What a few bots share behind one lock: the run's histograms, and what the
+/// progress line reads. Bots lock it once per snapshot or pong anyway, so the live
+/// counters cost no extra synchronisation.
+#[derive(Debug)]
+struct Shard {
+    histograms: Histograms,
+    live: Live,
+    /// Round-trip times since the last progress sample.
+    recent_rtt: Histogram<u64>,
+}
+
+impl Shard {
+    fn new() -> Self {
+        Self {
+            histograms: Histograms::new(),
+            live: Live::default(),
+            recent_rtt: new_histogram(),
+        }
+    }
+}
+
+/// Counters of the bots of one shard while they run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Live {
+    /// Bots connected now.
+    connected: u64,
+    /// Bots whose connect failed.
+    failed: u64,
+    /// Snapshots received.
+    snapshots: u64,
+    /// Payload bytes received.
+    bytes: u64,
 }
 
 /// One bot's task state.
 struct Bot {
     index: usize,
+    /// The URL of this bot's room.
+    url: String,
+    /// Loopback address to connect from, when the swarm spreads them.
+    local_ip: Option<IpAddr>,
     config: Arc<SwarmConfig>,
-    histograms: Arc<Mutex<Histograms>>,
+    shard: Arc<Mutex<Shard>>,
     cancel: CancellationToken,
 }
 
@@ -152,15 +338,17 @@ impl Bot {
         }
 
         let opts = ConnectOptions {
-            url: self.config.url.clone(),
+            url: self.url.clone(),
             name: format!("{}-{}", self.config.name_prefix, self.index),
             origin: self.config.origin.clone(),
             connect_timeout: self.config.connect_timeout,
+            local_ip: self.local_ip,
         };
         let connect_started = std::time::Instant::now();
         let connected = tokio::select! {
             () = self.cancel.cancelled() => return totals,
             () = sleep_until(deadline) => {
+                lock(&self.shard).live.failed += 1;
                 totals.bots_failed = 1;
                 totals.error("connect: run ended first");
                 return totals;
@@ -171,15 +359,17 @@ impl Bot {
             Ok(conn) => conn,
             Err(e) => {
                 tracing::debug!(bot = self.index, error = %e, "connect failed");
+                lock(&self.shard).live.failed += 1;
                 totals.bots_failed = 1;
                 totals.error(format!("connect: {}", e.kind()));
                 return totals;
             }
         };
-        record(
-            &mut lock(&self.histograms).connect,
-            connect_started.elapsed(),
-        );
+        {
+            let mut shard = lock(&self.shard);
+            record(&mut shard.histograms.connect, connect_started.elapsed());
+            shard.live.connected += 1;
+        }
         totals.bots_connected = 1;
         let connected_at = Instant::now();
 
@@ -193,6 +383,10 @@ impl Bot {
         totals.naive_bytes = stats.naive_bytes;
         totals.inputs_sent = stats.inputs_sent;
         totals.pings_sent = stats.pings_sent;
+        {
+            let mut shard = lock(&self.shard);
+            shard.live.connected = shard.live.connected.saturating_sub(1);
+        }
 
         match end {
             End::Done => match conn.close("bot done").await {
@@ -222,7 +416,13 @@ impl Bot {
         inputs.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut pings = interval(PING_INTERVAL);
         pings.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut wander = Wander::new(rand::random::<u64>() ^ self.index as u64);
+        let own_id = conn.welcome().entity_id;
+        let mut behaviour = Behaviour::new(
+            self.config.behaviour,
+            rand::random::<u64>() ^ self.index as u64,
+        );
+        // Bytes already added to the shard's live counter.
+        let mut bytes_counted = 0;
 
         loop {
             let sent = tokio::select! {
@@ -232,17 +432,26 @@ impl Bot {
                 event = conn.next_event() => {
                     match event {
                         Ok(Event::Snapshot(_)) => {
-                            if let Some(m) = conn.session().last_snapshot_metrics() {
-                                let mut h = lock(&self.histograms);
+                            let session = conn.session();
+                            let bytes = session.stats().bytes_received;
+                            let mut shard = lock(&self.shard);
+                            shard.live.snapshots += 1;
+                            shard.live.bytes += bytes.saturating_sub(bytes_counted);
+                            bytes_counted = bytes;
+                            if let Some(m) = session.last_snapshot_metrics() {
                                 if let Some(gap) = m.gap {
-                                    record(&mut h.snapshot_gap, gap);
+                                    record(&mut shard.histograms.snapshot_gap, gap);
                                 }
                                 if let Some(ack) = m.input_ack {
-                                    record(&mut h.input_ack, ack);
+                                    record(&mut shard.histograms.input_ack, ack);
                                 }
                             }
                         }
-                        Ok(Event::Pong { rtt }) => record(&mut lock(&self.histograms).rtt, rtt),
+                        Ok(Event::Pong { rtt }) => {
+                            let mut shard = lock(&self.shard);
+                            record(&mut shard.histograms.rtt, rtt);
+                            record(&mut shard.recent_rtt, rtt);
+                        }
                         Ok(Event::Closed { code, reason }) => {
                             tracing::debug!(bot = self.index, code, %reason, "closed by server");
                             totals.close_code(code);
@@ -256,7 +465,12 @@ impl Bot {
                     }
                     Ok(())
                 }
-                _ = inputs.tick() => conn.send_input(wander.next_direction(), 0).await.map(drop),
+                _ = inputs.tick() => {
+                    let session = conn.session();
+                    let movement =
+                        behaviour.next_movement(session.entity(own_id), session.entities());
+                    conn.send_input(movement, 0).await.map(drop)
+                }
                 _ = pings.tick() => conn.send_ping().await,
             };
             if let Err(e) = sent {
@@ -288,9 +502,9 @@ async fn drain_close(conn: &mut Connection) -> Option<u16> {
         .flatten()
 }
 
-/// Locks a histogram shard. A bot that panicked while holding it cannot have left it
-/// half-written in a harmful way (a histogram is counters), so poisoning is ignored.
-fn lock(shard: &Mutex<Histograms>) -> MutexGuard<'_, Histograms> {
+/// Locks a shard. A bot that panicked while holding it cannot have left it
+/// half-written in a harmful way (histograms and counters), so poisoning is ignored.
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -326,6 +540,79 @@ mod tests {
             report.errors
         );
         assert!(report.errors.keys().all(|k| k.starts_with("connect: ")));
+    }
+
+    #[tokio::test]
+    async fn invalid_rooms_fail_every_bot_without_connecting() {
+        let config = SwarmConfig {
+            url: "ws://127.0.0.1:9/ws".into(),
+            bots: 4,
+            rooms: 3,
+            room_prefix: Some("no spaces".into()),
+            ..SwarmConfig::default()
+        };
+        assert!(config.rooms().is_err());
+        let report = run_swarm(config, CancellationToken::new()).await;
+        assert_eq!((report.bots_connected, report.bots_failed), (0, 4));
+        assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+        assert!(report.errors.keys().all(|k| k.starts_with("config: ")));
+    }
+
+    #[test]
+    fn source_addresses_only_against_loopback_ipv4() {
+        let config = |url: &str, bots, source_addrs| SwarmConfig {
+            url: url.into(),
+            bots,
+            source_addrs,
+            ..SwarmConfig::default()
+        };
+        assert_eq!(
+            config("ws://127.0.0.1:1/ws", 50_000, None).source_addr_count(),
+            3
+        );
+        assert_eq!(
+            config("ws://127.0.0.1:1/ws", 10, Some(4)).source_addr_count(),
+            4
+        );
+        assert_eq!(
+            config("ws://localhost:1/ws", 50_000, None).source_addr_count(),
+            1
+        );
+        assert_eq!(
+            config("ws://[::1]:1/ws", 10, Some(4)).source_addr_count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn progress_is_sampled_while_bots_run() {
+        // Accepts TCP (in the backlog) but never answers the upgrade: each bot waits
+        // for its connect timeout, long enough for a few samples.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = silent.local_addr().expect("addr").port();
+        let config = SwarmConfig {
+            url: format!("ws://127.0.0.1:{port}/ws"),
+            bots: 2,
+            duration: Duration::from_millis(250),
+            ramp: Duration::ZERO,
+            connect_timeout: Duration::from_millis(200),
+            ..SwarmConfig::default()
+        };
+        let mut samples = Vec::new();
+        let report = run_swarm_with_progress(
+            config,
+            CancellationToken::new(),
+            Duration::from_millis(50),
+            |p| samples.push(*p),
+        )
+        .await;
+        drop(silent);
+        assert_eq!(report.bots_failed, 2);
+        assert_eq!(report.errors.get("connect: timeout"), Some(&2), "{report}");
+        assert!(!samples.is_empty(), "no progress sample");
+        let last = samples.last().copied().unwrap_or_default();
+        assert_eq!((last.bots, last.connected), (2, 0));
+        assert!(samples.windows(2).all(|w| w[0].elapsed <= w[1].elapsed));
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 //! (some fragmented), pongs, a WebSocket ping the client must answer, and closes.
 //! Every test is bounded by a timeout and takes well under a second.
 
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tickcast_client::{run_swarm, ClientError, ConnectOptions, Connection, Event, SwarmConfig};
+use tickcast_client::{
+    run_swarm, BehaviourKind, ClientError, ConnectOptions, Connection, Event, SwarmConfig,
+};
 use tickcast_shared::codec::{decode, encode_to_vec};
 use tickcast_shared::{
     Added, ClientMsg, EntityKind, Hello, Pong, ServerMsg, Snapshot, Welcome, PROTOCOL_VERSION,
@@ -31,6 +34,10 @@ use tokio_util::sync::CancellationToken;
 
 const LIMIT: Duration = Duration::from_secs(5);
 const TICK_RATE: u16 = 50;
+/// The entity the fake server gives every player (the last of its 20 entities).
+const OWN_ENTITY: u32 = 19;
+/// Another player's avatar in the fake world, west of ours on the same line.
+const OTHER_AVATAR: u32 = 3;
 
 /// What the fake server does with each connection.
 struct Script {
@@ -48,6 +55,10 @@ struct Script {
     hellos: mpsc::UnboundedSender<(Hello, Option<String>)>,
     /// Set when the client answers the server's WebSocket ping.
     got_pong_frame: AtomicBool,
+    /// Source addresses of the TCP connections accepted.
+    peers: std::sync::Mutex<BTreeSet<IpAddr>>,
+    /// Inputs that steer due west, toward [`OTHER_AVATAR`]: what a chasing bot sends.
+    westward_inputs: AtomicU32,
 }
 
 impl Script {
@@ -61,6 +72,8 @@ impl Script {
             fragment_odd: false,
             hellos,
             got_pong_frame: AtomicBool::new(false),
+            peers: std::sync::Mutex::new(BTreeSet::new()),
+            westward_inputs: AtomicU32::new(0),
         };
         (script, rx)
     }
@@ -72,7 +85,10 @@ async fn serve(script: Script) -> anyhow::Result<(SocketAddr, Arc<Script>)> {
     let script = Arc::new(script);
     let shared = Arc::clone(&script);
     tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+        while let Ok((stream, peer)) = listener.accept().await {
+            if let Ok(mut peers) = shared.peers.lock() {
+                peers.insert(peer.ip());
+            }
             let script = Arc::clone(&shared);
             tokio::spawn(async move {
                 let service = service_fn(move |req| handle(req, Arc::clone(&script)));
@@ -154,10 +170,11 @@ async fn play(
     let welcome = ServerMsg::Welcome(Welcome {
         protocol_version: PROTOCOL_VERSION,
         player_id: 3,
-        entity_id: 42,
+        entity_id: OWN_ENTITY,
         tick_rate: TICK_RATE,
         server_tick: 1000,
         world_size: Vec2::new(800.0, 600.0),
+        session_token: [0; 16],
         pos_quantum: 1.0 / 16.0,
     });
     ws.write_frame(binary(&welcome)?).await?;
@@ -197,7 +214,12 @@ async fn play(
                     OpCode::Close => break,
                     OpCode::Pong => script.got_pong_frame.store(true, Ordering::SeqCst),
                     OpCode::Binary => match decode::<ClientMsg>(&frame.payload, 1024) {
-                        Ok(ClientMsg::Input(input)) => last_seq.store(input.seq, Ordering::SeqCst),
+                        Ok(ClientMsg::Input(input)) => {
+                            last_seq.store(input.seq, Ordering::SeqCst);
+                            if input.movement.x < -0.99 {
+                                script.westward_inputs.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
                         Ok(ClientMsg::Ping(ping)) => {
                             let pong = ServerMsg::Pong(Pong {
                                 nonce: ping.nonce,
@@ -222,7 +244,8 @@ async fn play(
             () = done.cancelled() => break,
             () = tokio::time::sleep(period) => {}
         }
-        // Keyframes of 20 entities, so every snapshot stands alone.
+        // Keyframes of 20 entities, so every snapshot stands alone. All on one line:
+        // ours (OWN_ENTITY) at x = 19, another player's at x = 3, NPCs between.
         let snapshot = ServerMsg::Snapshot(Snapshot {
             tick,
             base_tick: 0,
@@ -232,7 +255,7 @@ async fn play(
             added: (0..20)
                 .map(|id| Added {
                     id_gap: 0, // consecutive ids
-                    kind: if id == 42 {
+                    kind: if id == OWN_ENTITY as i32 || id == OTHER_AVATAR as i32 {
                         EntityKind::Avatar
                     } else {
                         EntityKind::Npc
@@ -299,7 +322,7 @@ async fn welcome_snapshots_pong_then_close_1001() -> anyhow::Result<()> {
         let mut opts = ConnectOptions::new(url(addr, "arena"), "alice");
         opts.origin = Some("http://game.example".into());
         let mut conn = Connection::connect(opts).await?;
-        assert_eq!(conn.welcome().entity_id, 42);
+        assert_eq!(conn.welcome().entity_id, OWN_ENTITY);
         assert_eq!(conn.welcome().tick_rate, TICK_RATE);
 
         let (hello, origin) = hellos.recv().await.context("no hello")?;
@@ -443,13 +466,18 @@ async fn connect_timeout_is_enforced() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swarm_reports_what_it_measured() -> anyhow::Result<()> {
-    let (script, _hellos) = Script::new();
-    let (addr, _) = serve(script).await?;
+    let (script, mut hellos) = Script::new();
+    let (addr, script) = serve(script).await?;
+    // Only Linux routes all of 127.0.0.0/8 to loopback out of the box.
+    let spread = cfg!(target_os = "linux");
     let config = SwarmConfig {
         url: url(addr, "swarm"),
         bots: 3,
         duration: Duration::from_millis(700),
         ramp: Duration::from_millis(60),
+        rooms: 2,
+        behaviour: BehaviourKind::Chase,
+        source_addrs: Some(if spread { 2 } else { 1 }),
         ..SwarmConfig::default()
     };
     let report = tokio::time::timeout(LIMIT, run_swarm(config, CancellationToken::new())).await?;
@@ -466,5 +494,55 @@ async fn swarm_reports_what_it_measured() -> anyhow::Result<()> {
     assert!(report.input_ack_ms.count > 0, "{report}");
     assert_eq!(report.connect_ms.count, 3, "{report}");
     assert!(report.snapshot_gap_ms.p50 > 0.0, "{report}");
+    assert_eq!(report.reconnects, 0, "{report}");
+    assert!(report.histograms.is_some(), "{report}");
+    assert_eq!((report.rooms, report.behaviour.as_str()), (2, "chase"));
+
+    // Round-robin over two rooms named after the URL's room.
+    let mut rooms = BTreeMap::new();
+    while let Ok((hello, _)) = hellos.try_recv() {
+        *rooms.entry(hello.room).or_insert(0) += 1;
+    }
+    let expected: BTreeMap<String, i32> = [("swarm-0".to_owned(), 2), ("swarm-1".to_owned(), 1)]
+        .into_iter()
+        .collect();
+    assert_eq!(rooms, expected);
+    // Chasing: once the world is known, bots head west toward the other avatar.
+    assert!(
+        script.westward_inputs.load(Ordering::SeqCst) > 3,
+        "bots did not chase"
+    );
+    if spread {
+        let peers = script.peers.lock().map(|p| p.clone()).unwrap_or_default();
+        let v4 = |d| IpAddr::V4(Ipv4Addr::new(127, 0, 0, d));
+        assert_eq!(peers, BTreeSet::from([v4(1), v4(2)]));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn connect_from_a_chosen_local_address() -> anyhow::Result<()> {
+    let (script, _hellos) = Script::new();
+    let (addr, script) = serve(script).await?;
+    let local = if cfg!(target_os = "linux") {
+        Ipv4Addr::new(127, 0, 0, 3)
+    } else {
+        Ipv4Addr::LOCALHOST
+    };
+    let mut opts = ConnectOptions::new(url(addr, "r"), "carol");
+    opts.local_ip = Some(IpAddr::V4(local));
+    let conn = tokio::time::timeout(LIMIT, Connection::connect(opts)).await??;
+    conn.close("done").await?;
+    let peers = script.peers.lock().map(|p| p.clone()).unwrap_or_default();
+    assert_eq!(peers, BTreeSet::from([IpAddr::V4(local)]));
+
+    // An IPv6 local address cannot reach an IPv4-only host.
+    let mut opts = ConnectOptions::new(url(addr, "r"), "dave");
+    opts.local_ip = Some(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST));
+    let result = tokio::time::timeout(LIMIT, Connection::connect(opts)).await?;
+    assert!(
+        matches!(result, Err(ClientError::AddressFamily { .. })),
+        "{result:?}"
+    );
     Ok(())
 }

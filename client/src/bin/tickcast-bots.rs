@@ -1,28 +1,61 @@
 //! `tickcast-bots`: runs a swarm of bot players against a tickcast server and prints
-//! what it measured. All the work is in `tickcast_client::swarm`; this is flags in,
-//! report out.
+//! what it measured, or (`tickcast-bots merge`) combines the JSON reports of several
+//! such processes. All the work is in `tickcast_client`; this is flags in, report out,
+//! plus what only a process can do: raise its file limit and draw a progress line.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use humantime::parse_duration;
-use tickcast_client::{run_swarm, Report, SwarmConfig};
+use indicatif::{ProgressBar, ProgressDrawTarget};
+use tickcast_client::progress::progress_line;
+use tickcast_client::{merge, run_swarm_with_progress, BehaviourKind, Progress, Report};
+use tickcast_client::{run_swarm, SwarmConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
+
+/// File descriptors a process needs beyond one per bot: stdio, the runtime's epoll
+/// and wakers, the report file, DNS lookups.
+const FD_RESERVE: u64 = 64;
+
+/// How often the progress line is refreshed.
+const PROGRESS_PERIOD: Duration = Duration::from_millis(500);
 
 /// Load-test a tickcast server with bot players.
 ///
 /// Each bot joins like a game client, sends inputs at the room's tick rate and a ping
 /// every second, and reads every snapshot. At the end the report (connects, snapshot
 /// rate, latency percentiles, bandwidth, close codes, errors) is printed. Ctrl-C ends
-/// the run early and still reports. Many bots need many file descriptors: raise
-/// `ulimit -n` first. Exits with status 1 if no bot connected.
+/// the run early and still reports. The open-file limit is raised to the hard limit
+/// at startup; against a loopback IPv4 server, connections are spread over several
+/// 127.0.0.x source addresses so that ephemeral ports do not run out. Exits with
+/// status 1 if no bot connected.
+///
+/// Several processes (or machines) can run side by side with `--json FILE` each;
+/// `tickcast-bots merge a.json b.json` then combines their reports exactly.
 #[derive(Debug, Parser)]
-#[command(version)]
-struct Args {
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Combine the JSON reports of several tickcast-bots processes into one: counts
+    /// summed, rates recomputed from the summed totals, histograms merged and their
+    /// percentiles read again.
+    Merge(MergeArgs),
+}
+
+/// Flags of a load run (no subcommand).
+#[derive(Debug, clap::Args)]
+struct RunArgs {
     /// Server WebSocket URL; add `?room=NAME` to pick a room.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
@@ -32,7 +65,7 @@ struct Args {
     /// Length of the run, ramp included (`20s`, `500ms`, `2m`).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
-    /// Time over which bots connect, evenly spread.
+    /// Time over which bots connect, evenly spread with a little jitter.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     ramp: Duration,
     /// Write the report as JSON to FILE, or to stdout with `-` (the summary then goes
@@ -51,6 +84,33 @@ struct Args {
     /// Limit on each bot's connect (TCP, handshake, Hello/Welcome).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     connect_timeout: Duration,
+    /// How bots steer: `idle` sends zero movement (inputs still acknowledged),
+    /// `circle` turns at a constant rate, `chase` heads for the nearest other avatar.
+    #[arg(long, value_enum, default_value_t = BehaviourKind::RandomWalk)]
+    behaviour: BehaviourKind,
+    /// Spread bots round-robin over K rooms named `PREFIX-0` .. `PREFIX-{K-1}` (the
+    /// URL's `room` parameter is replaced); 1 joins the URL's room as given.
+    #[arg(long, default_value_t = 1, value_name = "K",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    rooms: u32,
+    /// Prefix of the room names with `--rooms` (default: the URL's room, or `lobby`).
+    #[arg(long, value_name = "PREFIX")]
+    room_prefix: Option<String>,
+    /// Connect from N loopback addresses 127.0.0.1 .. 127.0.0.N when the server is
+    /// on an IPv4 loopback address (default: one per 20000 bots).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=254))]
+    source_addrs: Option<u16>,
+}
+
+/// Flags of `tickcast-bots merge`.
+#[derive(Debug, clap::Args)]
+struct MergeArgs {
+    /// JSON reports written by `tickcast-bots --json FILE`.
+    #[arg(required = true, value_name = "REPORT")]
+    reports: Vec<PathBuf>,
+    /// Write the merged report as JSON to FILE, or to stdout with `-`.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 fn positive_rate(text: &str) -> Result<f64, String> {
@@ -62,13 +122,44 @@ fn positive_rate(text: &str) -> Result<f64, String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
+    match cli.command {
+        Some(Command::Merge(args)) => merge_reports(&args),
+        None => run(cli.run).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = SwarmConfig {
+        url: args.url,
+        bots: args.bots,
+        duration: args.duration,
+        ramp: args.ramp,
+        name_prefix: args.name_prefix,
+        origin: args.origin,
+        input_rate_hz: args.input_rate,
+        connect_timeout: args.connect_timeout,
+        behaviour: args.behaviour,
+        rooms: args.rooms as usize,
+        room_prefix: args.room_prefix,
+        source_addrs: args.source_addrs.map(usize::from),
+    };
+    // Refuse bad room names now rather than as thousands of failed connects.
+    config.rooms().context("--rooms / --room-prefix")?;
+    raise_open_file_limit(config.bots);
+    let sources = config.source_addr_count();
+    if args.source_addrs.is_some_and(|n| n > 1) && sources == 1 {
+        tracing::warn!("--source-addrs ignored: the server is not on an IPv4 loopback address");
+    }
+    if sources > 1 {
+        eprintln!("tickcast-bots: connecting from 127.0.0.1 .. 127.0.0.{sources}");
+    }
 
     let cancel = CancellationToken::new();
     let on_ctrl_c = cancel.clone();
@@ -79,17 +170,19 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    let config = SwarmConfig {
-        url: args.url,
-        bots: args.bots,
-        duration: args.duration,
-        ramp: args.ramp,
-        name_prefix: args.name_prefix,
-        origin: args.origin,
-        input_rate_hz: args.input_rate,
-        connect_timeout: args.connect_timeout,
+    let report = match progress_bar() {
+        Some(bar) => {
+            let mut prev: Option<Progress> = None;
+            let report = run_swarm_with_progress(config, cancel, PROGRESS_PERIOD, |progress| {
+                bar.set_message(progress_line(prev.as_ref(), progress));
+                prev = Some(*progress);
+            })
+            .await;
+            bar.finish_and_clear();
+            report
+        }
+        None => run_swarm(config, cancel).await,
     };
-    let report = run_swarm(config, cancel).await;
     write_outputs(&report, args.json.as_deref())?;
 
     if report.bots_connected == 0 && report.bots_requested > 0 {
@@ -98,7 +191,75 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_outputs(report: &Report, json: Option<&std::path::Path>) -> anyhow::Result<()> {
+/// A spinner with the live figures on stderr, only when stderr is a terminal: piped
+/// or redirected output (CI logs, `2> file`) gets the final report and nothing else.
+fn progress_bar() -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar.set_message("starting");
+    Some(bar)
+}
+
+/// Raises the soft open-file limit to the hard limit, since every bot holds a socket,
+/// and says on stderr what it got (with a warning when that is not enough).
+fn raise_open_file_limit(bots: usize) {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+            match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+                Ok((soft, _)) => soft,
+                Err(_) => return,
+            }
+        }
+    };
+    eprintln!("tickcast-bots: open-file limit {limit}");
+    let needed = fds_needed(bots);
+    if limit < needed {
+        tracing::warn!(
+            limit,
+            needed,
+            "open-file limit is below bots + {FD_RESERVE}: some connects will fail with \
+             'too many open files'; raise the hard limit (ulimit -Hn) or split the bots \
+             over several processes"
+        );
+    }
+}
+
+/// File descriptors a run of `bots` bots needs.
+fn fds_needed(bots: usize) -> u64 {
+    (bots as u64).saturating_add(FD_RESERVE)
+}
+
+fn merge_reports(args: &MergeArgs) -> anyhow::Result<()> {
+    let reports = args
+        .reports
+        .iter()
+        .map(|path| read_report(path))
+        .collect::<anyhow::Result<Vec<Report>>>()?;
+    let merged = merge(&reports).map_err(|e| {
+        let which = e
+            .index()
+            .and_then(|i| args.reports.get(i))
+            .map(|path| format!(" ({})", path.display()))
+            .unwrap_or_default();
+        anyhow::Error::new(e).context(format!("merging the reports{which}"))
+    })?;
+    write_outputs(&merged, args.json.as_deref())
+}
+
+fn read_report(path: &Path) -> anyhow::Result<Report> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a tickcast-bots JSON report", path.display()))
+}
+
+fn write_outputs(report: &Report, json: Option<&Path>) -> anyhow::Result<()> {
     let to_stdout = json.is_some_and(|p| p.as_os_str() == "-");
     if to_stdout {
         eprint!("{}", report.summary());
@@ -124,7 +285,7 @@ mod tests {
 
     #[test]
     fn flags_parse() {
-        let args = Args::try_parse_from([
+        let cli = Cli::try_parse_from([
             "tickcast-bots",
             "--url",
             "ws://127.0.0.1:1/ws?room=a",
@@ -138,11 +299,109 @@ mod tests {
             "-",
         ])
         .expect("valid flags");
+        assert!(cli.command.is_none());
+        let args = cli.run;
         assert_eq!(args.bots, 100);
         assert_eq!(args.duration, Duration::from_secs(20));
         assert_eq!(args.ramp, Duration::from_millis(500));
         assert_eq!(args.json, Some(PathBuf::from("-")));
-        assert!(Args::try_parse_from(["tickcast-bots", "--duration", "20"]).is_err());
-        assert!(Args::try_parse_from(["tickcast-bots", "--input-rate", "0"]).is_err());
+        assert_eq!(args.behaviour, BehaviourKind::RandomWalk);
+        assert_eq!((args.rooms, args.source_addrs), (1, None));
+        assert!(Cli::try_parse_from(["tickcast-bots", "--duration", "20"]).is_err());
+        assert!(Cli::try_parse_from(["tickcast-bots", "--input-rate", "0"]).is_err());
+    }
+
+    #[test]
+    fn swarm_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "tickcast-bots",
+            "--behaviour",
+            "chase",
+            "--rooms",
+            "8",
+            "--room-prefix",
+            "load",
+            "--source-addrs",
+            "4",
+        ])
+        .expect("valid flags");
+        let args = cli.run;
+        assert_eq!(args.behaviour, BehaviourKind::Chase);
+        assert_eq!(args.rooms, 8);
+        assert_eq!(args.room_prefix.as_deref(), Some("load"));
+        assert_eq!(args.source_addrs, Some(4));
+        for bad in [
+            ["--behaviour", "dance"],
+            ["--rooms", "0"],
+            ["--source-addrs", "0"],
+            ["--source-addrs", "255"],
+        ] {
+            let mut argv = vec!["tickcast-bots"];
+            argv.extend(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+        for name in ["idle", "random-walk", "circle"] {
+            assert!(Cli::try_parse_from(["tickcast-bots", "--behaviour", name]).is_ok());
+        }
+    }
+
+    #[test]
+    fn merge_is_an_optional_subcommand() {
+        let cli =
+            Cli::try_parse_from(["tickcast-bots", "merge", "a.json", "b.json", "--json", "-"])
+                .expect("valid merge");
+        match cli.command {
+            Some(Command::Merge(m)) => {
+                assert_eq!(
+                    m.reports,
+                    [PathBuf::from("a.json"), PathBuf::from("b.json")]
+                );
+                assert_eq!(m.json, Some(PathBuf::from("-")));
+            }
+            other => panic!("expected merge, got {other:?}"),
+        }
+        // Nothing to merge, or run flags mixed in: refused.
+        assert!(Cli::try_parse_from(["tickcast-bots", "merge"]).is_err());
+        assert!(Cli::try_parse_from(["tickcast-bots", "--bots", "3", "merge", "a.json"]).is_err());
+    }
+
+    #[test]
+    fn merge_reads_files_and_names_the_bad_one() {
+        let dir = std::env::temp_dir().join(format!("tickcast-bots-merge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let good = dir.join("good.json");
+        let report = Report::new(
+            "ws://127.0.0.1:1/ws",
+            1,
+            Duration::from_secs(1),
+            &tickcast_client::report::Totals::default(),
+            &tickcast_client::report::Histograms::new(),
+        );
+        std::fs::write(&good, serde_json::to_string(&report).expect("json")).expect("write");
+        let out = dir.join("merged.json");
+        merge_reports(&MergeArgs {
+            reports: vec![good.clone(), good.clone()],
+            json: Some(out.clone()),
+        })
+        .expect("merge");
+        let merged = read_report(&out).expect("merged report");
+        assert_eq!((merged.bots_requested, merged.processes), (2, 2));
+
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, "{}").expect("write");
+        let err = merge_reports(&MergeArgs {
+            reports: vec![good, bad],
+            json: None,
+        })
+        .expect_err("bad report");
+        assert!(format!("{err:#}").contains("bad.json"), "{err:#}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn file_limit_need_includes_a_reserve() {
+        assert_eq!(fds_needed(0), 64);
+        assert_eq!(fds_needed(10_000), 10_064);
+        assert_eq!(fds_needed(usize::MAX), u64::MAX);
     }
 }

@@ -1,0 +1,367 @@
+//! How a bot steers: the movement it puts in each input.
+//!
+//! Each bot of [`crate::swarm`] owns one [`Behaviour`] and asks it for a movement
+//! before every input. Behaviours are plain state machines with no I/O and no clock:
+//! what a bot knows of the world (its own avatar, the entities of its reconstructed
+//! world) is passed in, a direction comes out, so the tests below drive them directly.
+//!
+//! Different behaviours load a server differently, which is why there are several:
+//! - [`BehaviourKind::Idle`] sends zero movement at the normal input rate: the server
+//!   still decodes, applies and acknowledges every input, but nothing moves, so deltas
+//!   stay tiny. It measures the fixed cost per player.
+//! - [`BehaviourKind::RandomWalk`] spreads avatars over the world on winding paths,
+//!   like players exploring: every avatar changes every tick.
+//! - [`BehaviourKind::Circle`] turns at a constant rate: predictable, bounded motion
+//!   that stays in one area, handy for checking interpolation and deltas by eye.
+//! - [`BehaviourKind::Chase`] steers toward the nearest other avatar, so avatars bunch
+//!   up: the worst case for areas of interest, where everyone sees everyone.
+
+use std::fmt;
+use std::str::FromStr;
+
+use glam::Vec2;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tickcast_shared::{EntityKind, EntityState};
+
+/// Largest change of the random walk's turn rate, in radians per step per step.
+const TURN_JITTER: f32 = 0.05;
+/// Largest turn rate of the random walk, in radians per step (about 17°).
+const MAX_TURN: f32 = 0.3;
+/// Inputs per full circle of [`BehaviourKind::Circle`]: 3 s at a 30 Hz input rate,
+/// a circle of radius `speed * 3 s / 2π`, small enough to stay near where it started.
+const CIRCLE_STEPS: f32 = 90.0;
+/// Distance to the chased avatar (world units) under which chasing stops steering
+/// and the random walk takes over: pointing exactly at an avatar we already overlap
+/// would flip direction every tick.
+const CHASE_REACHED: f32 = 0.5;
+
+/// Which behaviour a swarm's bots use (`--behaviour`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum BehaviourKind {
+    /// Zero movement at the input rate: inputs are still sent and acknowledged.
+    Idle,
+    /// A smooth random walk whose turn rate drifts.
+    #[default]
+    RandomWalk,
+    /// A constant turn rate: the avatar runs in circles.
+    Circle,
+    /// Toward the nearest other avatar; a random walk while there is none.
+    Chase,
+}
+
+impl BehaviourKind {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::RandomWalk => "random-walk",
+            Self::Circle => "circle",
+            Self::Chase => "chase",
+        }
+    }
+}
+
+impl fmt::Display for BehaviourKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A behaviour name that is none of [`BehaviourKind`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown behaviour {0:?} (expected idle, random-walk, circle or chase)")]
+pub struct UnknownBehaviour(pub String);
+
+impl FromStr for BehaviourKind {
+    type Err = UnknownBehaviour;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Idle, Self::RandomWalk, Self::Circle, Self::Chase]
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| UnknownBehaviour(s.to_owned()))
+    }
+}
+
+/// The steering state of one bot.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// See [`BehaviourKind::Idle`].
+    Idle,
+    /// See [`BehaviourKind::RandomWalk`].
+    RandomWalk(Wander),
+    /// See [`BehaviourKind::Circle`].
+    Circle(Circle),
+    /// See [`BehaviourKind::Chase`]; the walk is the fallback.
+    Chase(Wander),
+}
+
+impl Behaviour {
+    /// A behaviour of `kind`; the same seed gives the same movements.
+    pub fn new(kind: BehaviourKind, seed: u64) -> Self {
+        match kind {
+            BehaviourKind::Idle => Self::Idle,
+            BehaviourKind::RandomWalk => Self::RandomWalk(Wander::new(seed)),
+            BehaviourKind::Circle => Self::Circle(Circle::new(seed)),
+            BehaviourKind::Chase => Self::Chase(Wander::new(seed)),
+        }
+    }
+
+    /// Which behaviour this is.
+    pub fn kind(&self) -> BehaviourKind {
+        match self {
+            Self::Idle => BehaviourKind::Idle,
+            Self::RandomWalk(_) => BehaviourKind::RandomWalk,
+            Self::Circle(_) => BehaviourKind::Circle,
+            Self::Chase(_) => BehaviourKind::Chase,
+        }
+    }
+
+    /// The movement of the next input: a direction of length at most 1.
+    ///
+    /// `me` is the bot's own avatar in its reconstructed world (`None` until a
+    /// snapshot has shown it), `world` every entity of that world, the bot's own
+    /// included. Only [`Behaviour::Chase`] reads `world`, so a lazy iterator (such as
+    /// [`crate::Session::entities`]) costs the others nothing.
+    pub fn next_movement<I>(&mut self, me: Option<EntityState>, world: I) -> Vec2
+    where
+        I: IntoIterator<Item = EntityState>,
+    {
+        match self {
+            Self::Idle => Vec2::ZERO,
+            Self::RandomWalk(walk) => walk.next_direction(),
+            Self::Circle(circle) => circle.next_direction(),
+            Self::Chase(walk) => me
+                .and_then(|me| chase_direction(me, world))
+                .unwrap_or_else(|| walk.next_direction()),
+        }
+    }
+}
+
+/// The unit direction from `me` toward the nearest avatar other than `me` in `world`;
+/// `None` when there is none, or when it is closer than [`CHASE_REACHED`].
+pub fn chase_direction<I>(me: EntityState, world: I) -> Option<Vec2>
+where
+    I: IntoIterator<Item = EntityState>,
+{
+    let nearest = world
+        .into_iter()
+        .filter(|e| e.kind == EntityKind::Avatar && e.id != me.id)
+        .map(|e| e.pos - me.pos)
+        .filter(|offset| offset.is_finite())
+        .min_by(|a, b| a.length_squared().total_cmp(&b.length_squared()))?;
+    if nearest.length() < CHASE_REACHED {
+        return None;
+    }
+    Some(nearest.normalize_or_zero())
+}
+
+/// A random-walk steering state: a heading that turns at a slowly drifting rate.
+///
+/// The turn rate itself drifts at random, so paths curve and wind instead of
+/// jittering in place: the server sees avatars that move like players, spread over
+/// the world, rather than all standing still or all walking in a straight line.
+#[derive(Debug, Clone)]
+pub struct Wander {
+    heading: f32,
+    turn: f32,
+    rng: SmallRng,
+}
+
+impl Wander {
+    /// A walk starting in a random direction; the same seed gives the same walk.
+    pub fn new(seed: u64) -> Self {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let heading = rng.random_range(0.0..std::f32::consts::TAU);
+        Self {
+            heading,
+            turn: 0.0,
+            rng,
+        }
+    }
+
+    /// The next movement direction, of unit length.
+    pub fn next_direction(&mut self) -> Vec2 {
+        self.turn = (self.turn + self.rng.random_range(-TURN_JITTER..=TURN_JITTER))
+            .clamp(-MAX_TURN, MAX_TURN);
+        self.heading = (self.heading + self.turn).rem_euclid(std::f32::consts::TAU);
+        Vec2::from_angle(self.heading)
+    }
+}
+
+/// Running in circles: a heading that turns by the same angle every step.
+///
+/// The turn is per input rather than per second because a behaviour has no clock; at
+/// a steady input rate that is the same thing. Start heading and direction of turn
+/// are random, so a room of circling bots does not move in lockstep.
+#[derive(Debug, Clone, Copy)]
+pub struct Circle {
+    heading: f32,
+    turn: f32,
+}
+
+impl Circle {
+    /// A circle starting in a random direction, turning left or right.
+    pub fn new(seed: u64) -> Self {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let heading = rng.random_range(0.0..std::f32::consts::TAU);
+        let sign = if rng.random::<bool>() { 1.0 } else { -1.0 };
+        Self {
+            heading,
+            turn: sign * std::f32::consts::TAU / CIRCLE_STEPS,
+        }
+    }
+
+    /// The next movement direction, of unit length.
+    pub fn next_direction(&mut self) -> Vec2 {
+        self.heading = (self.heading + self.turn).rem_euclid(std::f32::consts::TAU);
+        Vec2::from_angle(self.heading)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn avatar(id: u32, x: f32, y: f32) -> EntityState {
+        EntityState {
+            id,
+            kind: EntityKind::Avatar,
+            pos: Vec2::new(x, y),
+            vel: Vec2::ZERO,
+        }
+    }
+
+    fn npc(id: u32, x: f32, y: f32) -> EntityState {
+        EntityState {
+            kind: EntityKind::Npc,
+            ..avatar(id, x, y)
+        }
+    }
+
+    #[test]
+    fn walk_directions_are_unit_and_change_smoothly() {
+        let mut w = Wander::new(42);
+        let mut prev = w.next_direction();
+        let mut turned = 0.0f32;
+        for _ in 0..1000 {
+            let d = w.next_direction();
+            assert!((d.length() - 1.0).abs() < 1e-5, "{d}");
+            let angle = prev.angle_to(d).abs();
+            assert!(angle <= MAX_TURN + 1e-4, "turned {angle} rad in one step");
+            turned += angle;
+            prev = d;
+        }
+        assert!(turned > 1.0, "the walk never turns");
+    }
+
+    #[test]
+    fn same_seed_same_walk() {
+        let (mut a, mut b) = (Wander::new(7), Wander::new(7));
+        for _ in 0..10 {
+            assert_eq!(a.next_direction(), b.next_direction());
+        }
+    }
+
+    #[test]
+    fn idle_sends_zero_movement_whatever_the_world() {
+        let mut b = Behaviour::new(BehaviourKind::Idle, 1);
+        let me = avatar(1, 0.0, 0.0);
+        for _ in 0..10 {
+            assert_eq!(b.next_movement(Some(me), [avatar(2, 5.0, 0.0)]), Vec2::ZERO);
+        }
+    }
+
+    #[test]
+    fn random_walk_ignores_the_world() {
+        let mut walk = Behaviour::new(BehaviourKind::RandomWalk, 9);
+        let mut reference = Wander::new(9);
+        for _ in 0..20 {
+            let got = walk.next_movement(Some(avatar(1, 0.0, 0.0)), [avatar(2, 3.0, 4.0)]);
+            assert_eq!(got, reference.next_direction());
+        }
+    }
+
+    #[test]
+    fn circle_turns_by_a_constant_angle_and_closes_the_loop() {
+        let mut c = Behaviour::new(BehaviourKind::Circle, 3);
+        let first = c.next_movement(None, []);
+        let mut prev = first;
+        let step = std::f32::consts::TAU / CIRCLE_STEPS;
+        let mut signed = 0.0f32;
+        for _ in 0..CIRCLE_STEPS as usize {
+            let d = c.next_movement(None, []);
+            assert!((d.length() - 1.0).abs() < 1e-5);
+            let angle = prev.angle_to(d);
+            assert!((angle.abs() - step).abs() < 1e-4, "turned {angle}");
+            signed += angle;
+            prev = d;
+        }
+        // One full turn, in one direction, back where it started.
+        assert!(
+            (signed.abs() - std::f32::consts::TAU).abs() < 1e-3,
+            "{signed}"
+        );
+        assert!(prev.distance(first) < 1e-3);
+    }
+
+    #[test]
+    fn chase_steers_to_the_nearest_other_avatar() {
+        let me = avatar(7, 10.0, 10.0);
+        let world = [
+            me,
+            npc(1, 11.0, 10.0),    // nearer, but not a player
+            avatar(2, 10.0, 30.0), // 20 away, straight up
+            avatar(3, -100.0, -100.0),
+        ];
+        let mut b = Behaviour::new(BehaviourKind::Chase, 5);
+        let d = b.next_movement(Some(me), world);
+        assert!(d.distance(Vec2::Y) < 1e-6, "{d}");
+        assert_eq!(chase_direction(me, world), Some(Vec2::Y));
+    }
+
+    #[test]
+    fn chase_walks_at_random_without_a_target() {
+        let me = avatar(7, 0.0, 0.0);
+        let mut chase = Behaviour::new(BehaviourKind::Chase, 11);
+        let mut walk = Wander::new(11);
+        // Alone (only NPCs and ourselves), before our avatar is known, and on top of
+        // the only other avatar: all fall back to the walk, which keeps its state.
+        let alone = [me, npc(1, 1.0, 1.0)];
+        assert_eq!(chase.next_movement(Some(me), alone), walk.next_direction());
+        assert_eq!(
+            chase.next_movement(None, [avatar(2, 5.0, 5.0)]),
+            walk.next_direction()
+        );
+        let touching = [me, avatar(2, 0.1, 0.0)];
+        assert_eq!(
+            chase.next_movement(Some(me), touching),
+            walk.next_direction()
+        );
+        assert_eq!(chase_direction(me, alone), None);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for kind in [
+            BehaviourKind::Idle,
+            BehaviourKind::RandomWalk,
+            BehaviourKind::Circle,
+            BehaviourKind::Chase,
+        ] {
+            assert_eq!(kind.name().parse::<BehaviourKind>(), Ok(kind));
+            assert_eq!(Behaviour::new(kind, 0).kind(), kind);
+            assert_eq!(
+                serde_json::to_value(kind).ok(),
+                Some(serde_json::Value::from(kind.name()))
+            );
+        }
+        assert!("walk".parse::<BehaviourKind>().is_err());
+        assert_eq!(BehaviourKind::default(), BehaviourKind::RandomWalk);
+    }
+}
