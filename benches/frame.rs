@@ -69,6 +69,7 @@ fn client_messages() -> Vec<(&'static str, ClientMsg)> {
                 protocol_version: 1,
                 name: "player-one".into(),
                 room: "lobby".into(),
+                resume: None,
             }),
         ),
         (
@@ -96,6 +97,7 @@ fn server_messages() -> Vec<(String, ServerMsg)> {
         tick_rate: 30,
         server_tick: 90_000,
         world_size: Vec2::splat(1000.0),
+        session_token: [0x5a; 16],
         pos_quantum: 1.0 / 16.0,
     };
     let mut v = vec![

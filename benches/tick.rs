@@ -72,7 +72,11 @@ impl Bench {
                 buf: RefCell::default(),
                 bytes: Cell::new(0),
             }));
-            inboxes.push(room.join(outlet.clone()).expect("room has space").inbox);
+            inboxes.push(
+                room.join(outlet.clone(), [0; 16])
+                    .expect("room has space")
+                    .inbox,
+            );
             outlets.push(outlet);
         }
         let mut bench = Self {

@@ -105,6 +105,7 @@ async fn abusers_are_closed_with_their_code_and_others_miss_nothing() {
             protocol_version: 1,
             name: "again".into(),
             room: String::new(),
+            resume: None,
         }),
     )
     .await;
@@ -187,6 +188,7 @@ async fn protocol_order_and_version_are_enforced() {
             protocol_version: 99,
             name: "future".into(),
             room: String::new(),
+            resume: None,
         }),
     )
     .await;
@@ -202,6 +204,7 @@ async fn protocol_order_and_version_are_enforced() {
             protocol_version: 1,
             name: "x".into(),
             room: "elsewhere".into(),
+            resume: None,
         }),
     )
     .await;
@@ -218,6 +221,7 @@ async fn protocol_order_and_version_are_enforced() {
             protocol_version: 1,
             name: String::new(),
             room: String::new(),
+            resume: None,
         }),
     )
     .await;

@@ -86,6 +86,15 @@ pub struct Config {
     #[arg(long, default_value = "5s", value_parser = duration)]
     pub ping_interval: Duration,
 
+    /// A player whose connection drops (without a close from the player) keeps its
+    /// avatar this long, and can resume it with its session token.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub reconnect_grace: Duration,
+
+    /// How long a matchmaking ticket holds its reserved seat.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub ticket_ttl: Duration,
+
     /// A room with no players for this long is removed.
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub room_idle_timeout: Duration,

@@ -20,6 +20,7 @@ pub mod rooms;
 pub mod schedule;
 pub mod slot;
 pub mod snapshot;
+pub mod tickets;
 
 use std::sync::Arc;
 
@@ -42,6 +43,8 @@ pub struct ServerCtx {
     pub metrics: Arc<Metrics>,
     /// The rooms.
     pub rooms: Arc<Rooms>,
+    /// Outstanding matchmaking tickets.
+    pub tickets: tickets::Tickets,
     /// Allowed browser Origins.
     pub origins: OriginPolicy,
     /// Cancelled when the server starts draining: no new joins or rooms.
@@ -101,6 +104,7 @@ pub async fn run_until(
             shutdown.clone(),
             drain.clone(),
         ),
+        tickets: tickets::Tickets::new(config.ticket_ttl),
         config,
         metrics,
         draining: drain.clone(),
@@ -109,6 +113,7 @@ pub async fn run_until(
     });
     info!(addr = %listener.local_addr()?, tick_rate = ctx.config.tick_rate, npcs = ctx.config.npcs, "listening");
     let acceptor = tokio::spawn(accept(listener, Arc::clone(&ctx)));
+    tasks.spawn(sweep_tickets(Arc::clone(&ctx)));
 
     tokio::select! {
         () = drain.cancelled() => {}
@@ -143,6 +148,19 @@ pub async fn run_until(
         );
     }
     Ok(())
+}
+
+/// Releases the seats of expired matchmaking tickets, once a second.
+async fn sweep_tickets(ctx: Arc<ServerCtx>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => break,
+            _ = every.tick() => {
+                ctx.tickets.purge(std::time::Instant::now());
+            }
+        }
+    }
 }
 
 /// Accepts TCP connections until the server shuts down (also while it drains, so

@@ -15,8 +15,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use std::time::{Duration, Instant};
 use tickcast_shared::delta::{QEntity, Quantizer};
-use tickcast_shared::{EntityState, Input, Welcome, PROTOCOL_VERSION};
+
+use tickcast_shared::{EntityState, Input, SessionToken, Welcome, PROTOCOL_VERSION};
 
 use crate::game::{EntityId, Game};
 pub use crate::snapshot::{PlayerSnapshot, WorldFrame};
@@ -57,6 +59,9 @@ pub enum JoinError {
     /// The room has `max_players` players already.
     #[error("room is full")]
     Full,
+    /// No player of this room holds that session token (unknown, or its grace is over).
+    #[error("session unknown or expired")]
+    UnknownSession,
 }
 
 /// What a player gets on joining: the `Welcome` to send and the inbox for its inputs.
@@ -68,6 +73,8 @@ pub struct Joined {
     pub welcome: Welcome,
     /// Where the player's reader stores its inputs.
     pub inbox: Arc<InputInbox>,
+    /// Which connection of the player this is; pass it back to leave or detach.
+    pub generation: u32,
 }
 
 #[derive(Debug)]
@@ -75,7 +82,13 @@ struct PlayerSlot<O> {
     entity: EntityId,
     inbox: Arc<InputInbox>,
     last_applied_seq: u32,
-    outlet: O,
+    /// Where snapshots go; `None` while the player is disconnected within its grace.
+    outlet: Option<O>,
+    token: SessionToken,
+    /// Bumped on every resume, so a leave from an older connection is ignored.
+    generation: u32,
+    /// When the connection dropped, if it did.
+    detached_at: Option<Instant>,
 }
 
 /// Counters of one tick, for metrics and tests.
@@ -123,49 +136,127 @@ impl<G: Game, O: SnapshotOutlet> Room<G, O> {
         }
     }
 
-    /// Adds a player, spawning its entity.
+    /// Adds a player, spawning its entity. `token` is the session secret the player
+    /// can resume with (random bytes from the caller: the room has no randomness of its own).
     ///
     /// # Errors
-    /// [`JoinError::Full`] when the room has `max_players` players.
-    pub fn join(&mut self, outlet: O) -> Result<Joined, JoinError> {
+    /// [`JoinError::Full`] when the room has `max_players` players (disconnected players
+    /// within their grace still hold their seat).
+    pub fn join(&mut self, outlet: O, token: SessionToken) -> Result<Joined, JoinError> {
         if self.players.len() >= self.max_players {
             return Err(JoinError::Full);
         }
         let player_id = self.next_player_id;
         self.next_player_id += 1;
         let entity = self.game.spawn_player();
-        let inbox = Arc::new(InputInbox::default());
         self.players.insert(
             player_id,
             PlayerSlot {
                 entity,
-                inbox: Arc::clone(&inbox),
+                inbox: Arc::default(),
                 last_applied_seq: 0,
-                outlet,
+                outlet: None,
+                token,
+                generation: 0,
+                detached_at: None,
             },
         );
+        Ok(self.attach(player_id, outlet))
+    }
+
+    /// Takes a disconnected (or still connected) player back on a new connection: same
+    /// player, entity and token; a fresh inbox, input sequence and snapshot stream.
+    ///
+    /// # Errors
+    /// [`JoinError::UnknownSession`] if no player holds `token`.
+    pub fn resume(&mut self, token: &SessionToken, outlet: O) -> Result<Joined, JoinError> {
+        let player_id = self
+            .players
+            .iter()
+            .find(|(_, slot)| slot.token == *token)
+            .map(|(id, _)| *id)
+            .ok_or(JoinError::UnknownSession)?;
+        Ok(self.attach(player_id, outlet))
+    }
+
+    /// Connects `outlet` to an existing slot as its newest connection.
+    fn attach(&mut self, player_id: PlayerId, outlet: O) -> Joined {
+        let (tick_rate, tick, world_size, quantum) = (
+            self.tick_rate,
+            self.tick,
+            self.game.world_size(),
+            self.quantizer.quantum,
+        );
+        let slot = self
+            .players
+            .get_mut(&player_id)
+            .expect("attach is called with a present player");
+        slot.generation += 1;
+        slot.outlet = Some(outlet);
+        slot.detached_at = None;
+        slot.last_applied_seq = 0;
+        slot.inbox = Arc::default();
         let welcome = Welcome {
             protocol_version: PROTOCOL_VERSION,
             player_id,
-            entity_id: entity,
-            tick_rate: self.tick_rate,
-            server_tick: self.tick,
-            world_size: self.game.world_size(),
-            pos_quantum: self.quantizer.quantum,
+            entity_id: slot.entity,
+            tick_rate,
+            server_tick: tick,
+            world_size,
+            session_token: slot.token,
+            pos_quantum: quantum,
         };
-        Ok(Joined {
+        Joined {
             player_id,
             welcome,
-            inbox,
-        })
+            inbox: Arc::clone(&slot.inbox),
+            generation: slot.generation,
+        }
     }
 
-    /// Removes a player and its entity. Unknown ids are ignored (a leave can race a
-    /// room that already dropped the player).
-    pub fn leave(&mut self, player: PlayerId) {
-        if let Some(slot) = self.players.remove(&player) {
-            self.game.despawn_player(slot.entity);
+    /// Removes a player and its entity, if `generation` is its current connection
+    /// (a leave from a connection that was since replaced by a resume is ignored).
+    /// Returns whether the player was removed.
+    pub fn leave(&mut self, player: PlayerId, generation: u32) -> bool {
+        match self.players.get(&player) {
+            Some(slot) if slot.generation == generation => {
+                if let Some(slot) = self.players.remove(&player) {
+                    self.game.despawn_player(slot.entity);
+                }
+                true
+            }
+            _ => false,
         }
+    }
+
+    /// Marks a player disconnected without leaving: its avatar stays (and keeps its last
+    /// input) until it resumes or [`Room::expire`] removes it.
+    pub fn detach(&mut self, player: PlayerId, generation: u32, now: Instant) {
+        if let Some(slot) = self.players.get_mut(&player) {
+            if slot.generation == generation {
+                slot.outlet = None;
+                slot.detached_at = Some(now);
+            }
+        }
+    }
+
+    /// Removes the players disconnected for `grace` or longer; returns how many.
+    pub fn expire(&mut self, now: Instant, grace: Duration) -> usize {
+        let expired: Vec<PlayerId> = self
+            .players
+            .iter()
+            .filter(|(_, s)| {
+                s.detached_at
+                    .is_some_and(|t| now.saturating_duration_since(t) >= grace)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &expired {
+            if let Some(slot) = self.players.remove(id) {
+                self.game.despawn_player(slot.entity);
+            }
+        }
+        expired.len()
     }
 
     /// Applies the newest inputs and steps the game by one period, without building
@@ -195,7 +286,8 @@ impl<G: Game, O: SnapshotOutlet> Room<G, O> {
             .collect();
         let frame = Arc::new(WorldFrame::new(self.tick, quantized));
         for slot in self.players.values() {
-            slot.outlet.offer(PlayerSnapshot {
+            let Some(outlet) = &slot.outlet else { continue };
+            outlet.offer(PlayerSnapshot {
                 frame: Arc::clone(&frame),
                 last_input_seq: slot.last_applied_seq,
                 entity: slot.entity,
@@ -270,8 +362,8 @@ mod tests {
     fn every_player_gets_the_same_frame_and_its_own_ack() {
         let mut r = room(10, 8);
         let (a, b) = (Sink::default(), Sink::default());
-        let ja = r.join(a.clone()).unwrap();
-        let jb = r.join(b.clone()).unwrap();
+        let ja = r.join(a.clone(), [7; 16]).unwrap();
+        let jb = r.join(b.clone(), [7; 16]).unwrap();
         assert_eq!(ja.welcome.entity_id, 10);
         assert_eq!(jb.welcome.entity_id, 11);
         assert_eq!(ja.welcome.pos_quantum, 1.0 / 16.0);
@@ -314,7 +406,7 @@ mod tests {
     fn latest_input_wins_and_persists_between_inputs() {
         let mut r = room(0, 8);
         let sink = Sink::default();
-        let j = r.join(sink.clone()).unwrap();
+        let j = r.join(sink.clone(), [7; 16]).unwrap();
         let start = r.game().position(j.welcome.entity_id).unwrap();
         // Three inputs before one tick: only the last (+y) counts.
         j.inbox.put(Input {
@@ -348,13 +440,16 @@ mod tests {
     #[test]
     fn full_room_refuses_and_leave_frees_a_slot() {
         let mut r = room(5, 2);
-        let a = r.join(Sink::default()).unwrap();
-        r.join(Sink::default()).unwrap();
-        assert_eq!(r.join(Sink::default()).unwrap_err(), JoinError::Full);
-        r.leave(a.player_id);
-        r.leave(a.player_id); // twice is harmless
+        let a = r.join(Sink::default(), [7; 16]).unwrap();
+        r.join(Sink::default(), [7; 16]).unwrap();
+        assert_eq!(
+            r.join(Sink::default(), [7; 16]).unwrap_err(),
+            JoinError::Full
+        );
+        assert!(r.leave(a.player_id, a.generation));
+        assert!(!r.leave(a.player_id, a.generation), "twice is harmless");
         assert_eq!(r.player_count(), 1);
-        let c = r.join(Sink::default()).unwrap();
+        let c = r.join(Sink::default(), [7; 16]).unwrap();
         assert_ne!(c.player_id, a.player_id, "player ids are never reused");
         assert_eq!(r.tick().entities, 7);
     }
@@ -363,12 +458,66 @@ mod tests {
     fn advance_skips_snapshots_but_keeps_ticking() {
         let mut r = room(5, 2);
         let sink = Sink::default();
-        r.join(sink.clone()).unwrap();
+        r.join(sink.clone(), [7; 16]).unwrap();
         r.advance();
         r.advance();
         r.tick();
         let offered = sink.0.borrow();
         assert_eq!(offered.len(), 1);
         assert_eq!(offered[0].frame.tick, 3);
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+    use crate::game::{Arena, ArenaConfig};
+
+    struct Nowhere;
+    impl SnapshotOutlet for Nowhere {
+        fn offer(&self, _: PlayerSnapshot) {}
+    }
+
+    #[test]
+    fn a_detached_player_resumes_within_the_grace_and_expires_after_it() {
+        let mut r: Room<Arena, Nowhere> = Room::new(
+            Arena::new(ArenaConfig {
+                npcs: 1,
+                ..Default::default()
+            }),
+            30,
+            4,
+        );
+        let t0 = Instant::now();
+        let a = r.join(Nowhere, [1; 16]).unwrap();
+        r.detach(a.player_id, a.generation, t0);
+        assert_eq!(
+            r.expire(t0 + Duration::from_millis(900), Duration::from_secs(1)),
+            0
+        );
+        let back = r.resume(&[1; 16], Nowhere).unwrap();
+        assert_eq!(
+            (back.player_id, back.welcome.entity_id),
+            (a.player_id, a.welcome.entity_id)
+        );
+        assert_eq!(back.generation, a.generation + 1);
+        // The old connection's late leave is ignored: it is not the player's connection now.
+        assert!(!r.leave(a.player_id, a.generation));
+        assert_eq!(r.player_count(), 1);
+        // Resumed, then dropped again: gone once the grace is over.
+        r.detach(back.player_id, back.generation, t0);
+        assert_eq!(
+            r.expire(t0 + Duration::from_secs(1), Duration::from_secs(1)),
+            1
+        );
+        assert_eq!(r.player_count(), 0);
+        assert_eq!(
+            r.resume(&[1; 16], Nowhere).unwrap_err(),
+            JoinError::UnknownSession
+        );
+        assert_eq!(
+            r.resume(&[2; 16], Nowhere).unwrap_err(),
+            JoinError::UnknownSession
+        );
     }
 }

@@ -2,9 +2,15 @@
 //!
 //! Every room runs in its own task, so rooms tick independently on all cores and a slow
 //! room delays only itself. The task owns the [`Room`]: nothing else touches the game
-//! state. Connections talk to it through an unbounded command channel (join, leave);
-//! it is bounded in practice because each connection sends at most one join and one
-//! leave, and connections are capped by `--max-connections`.
+//! state. Connections talk to it through an unbounded command channel (join, resume,
+//! leave, detach); it is bounded in practice because each connection sends at most one
+//! join and one leave, and connections are capped by `--max-connections`.
+//!
+//! Rooms come from three places: a WebSocket join naming a room that does not exist
+//! (created with the server's default options), `POST /rooms` (options of its own), and
+//! `POST /matchmake` (the fullest public room with space, else a new one). A matchmade
+//! seat is *reserved* until its ticket is used or expires, so concurrent matchmaking
+//! never overfills a room.
 //!
 //! A room with no players for `--room-idle-timeout` removes itself from the registry
 //! and ends. A join that raced that removal finds the command channel closed and asks
@@ -15,6 +21,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::Serialize;
+use tickcast_shared::SessionToken;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -28,35 +36,113 @@ use crate::room::{JoinError, Joined, PlayerId, Room};
 use crate::schedule::TickClock;
 use crate::slot::SlotSender;
 
+/// How a room is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RoomOptions {
+    /// Seats in the room.
+    pub max_players: usize,
+    /// Ticks per second.
+    pub tick_rate: u16,
+    /// NPCs in its Arena.
+    pub npcs: u32,
+    /// Private rooms are not listed and not matchmade; they are joined by id.
+    pub private: bool,
+}
+
+impl RoomOptions {
+    /// The server's defaults (`--max-players`, `--tick-rate`, `--npcs`), public.
+    pub fn defaults(config: &Config) -> Self {
+        Self {
+            max_players: config.max_players,
+            tick_rate: config.tick_rate,
+            npcs: config.npcs,
+            private: false,
+        }
+    }
+}
+
+/// A room as the HTTP API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoomInfo {
+    /// Its id, also its name in `/ws?room=`.
+    pub id: String,
+    /// The game it runs.
+    pub game: &'static str,
+    /// Players in it (disconnected ones within their reconnect grace included).
+    pub players: usize,
+    /// Seats.
+    pub capacity: usize,
+    /// Ticks per second.
+    pub tick_rate: u16,
+    /// NPCs.
+    pub npcs: u32,
+    /// Not listed, not matchmade.
+    pub private: bool,
+    /// Seconds since it was created.
+    pub age_s: f64,
+}
+
 /// What a connection asks of its room.
 #[derive(Debug)]
 enum Command {
     Join {
         outlet: SlotSender,
+        token: SessionToken,
         reply: oneshot::Sender<Result<Joined, JoinError>>,
     },
-    Leave(PlayerId),
+    Resume {
+        outlet: SlotSender,
+        token: SessionToken,
+        reply: oneshot::Sender<Result<Joined, JoinError>>,
+    },
+    Leave {
+        player: PlayerId,
+        generation: u32,
+    },
+    Detach {
+        player: PlayerId,
+        generation: u32,
+    },
+    Close,
 }
 
 /// A cheap, clonable reference to a running room.
 #[derive(Debug, Clone)]
 pub struct RoomHandle {
     name: Arc<str>,
+    options: RoomOptions,
+    created: Instant,
     commands: mpsc::UnboundedSender<Command>,
     players: Arc<AtomicUsize>,
+    reserved: Arc<AtomicUsize>,
     tick: Arc<AtomicU64>,
     closed: CancellationToken,
 }
 
 impl RoomHandle {
-    /// The room's name.
+    /// The room's name (its id).
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Players in the room, as of its last join or leave.
+    /// How it is set up.
+    pub fn options(&self) -> RoomOptions {
+        self.options
+    }
+
+    /// Players in the room, as of its last join, leave or expiry.
     pub fn player_count(&self) -> usize {
         self.players.load(Relaxed)
+    }
+
+    /// Seats held by matchmaking tickets not used yet.
+    pub fn reserved(&self) -> usize {
+        self.reserved.load(Relaxed)
+    }
+
+    /// True when a join without a ticket would find a free seat.
+    pub fn has_space(&self) -> bool {
+        self.player_count() + self.reserved() < self.options.max_players
     }
 
     /// The room's tick counter, as of its last tick.
@@ -70,30 +156,80 @@ impl RoomHandle {
         &self.closed
     }
 
-    /// Tells the room a player left. Never fails: a room that has ended has no players.
-    pub fn leave(&self, player: PlayerId) {
-        let _ = self.commands.send(Command::Leave(player));
+    /// Tells the room a player left for good. Never fails: a room that has ended has no
+    /// players.
+    pub fn leave(&self, player: PlayerId, generation: u32) {
+        let _ = self.commands.send(Command::Leave { player, generation });
+    }
+
+    /// Tells the room a player's connection dropped: it may resume within the grace.
+    pub fn detach(&self, player: PlayerId, generation: u32) {
+        let _ = self.commands.send(Command::Detach { player, generation });
+    }
+
+    /// The API view of the room.
+    pub fn info(&self) -> RoomInfo {
+        RoomInfo {
+            id: self.name.to_string(),
+            game: "arena",
+            players: self.player_count(),
+            capacity: self.options.max_players,
+            tick_rate: self.options.tick_rate,
+            npcs: self.options.npcs,
+            private: self.options.private,
+            age_s: self.created.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Reserves a seat for a matchmade player; released when the [`Seat`] is dropped.
+    fn reserve(&self) -> Seat {
+        self.reserved.fetch_add(1, Relaxed);
+        Seat(self.clone())
     }
 }
 
-/// Why a join did not happen.
+/// A reserved seat in a room. Dropping it (the ticket was used, or expired) frees it.
+#[derive(Debug)]
+pub struct Seat(RoomHandle);
+
+impl Seat {
+    /// The room the seat is in.
+    pub fn room(&self) -> &RoomHandle {
+        &self.0
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.0.reserved.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Why a join or a room did not happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum JoinRefused {
     /// The room has its maximum number of players.
     #[error("room is full")]
     Full,
-    /// Creating the room would exceed `--max-rooms`.
+    /// Creating a room would exceed `--max-rooms`.
     #[error("too many rooms")]
     TooManyRooms,
     /// The server is draining or shutting down.
     #[error("server is shutting down")]
     ShuttingDown,
+    /// A resume named a session the room does not have.
+    #[error("session unknown or expired")]
+    UnknownSession,
+    /// A resume named a room that does not exist.
+    #[error("no such room")]
+    NoSuchRoom,
 }
 
 impl From<JoinError> for JoinRefused {
     fn from(e: JoinError) -> Self {
         match e {
             JoinError::Full => Self::Full,
+            JoinError::UnknownSession => Self::UnknownSession,
         }
     }
 }
@@ -110,7 +246,8 @@ pub struct Rooms {
 }
 
 impl Rooms {
-    /// An empty registry; room tasks are spawned on `tasks` and stop on `shutdown`.
+    /// An empty registry; room tasks are spawned on `tasks` and stop on `shutdown`;
+    /// no room is created or joined once `draining` is cancelled.
     pub fn new(
         config: Arc<Config>,
         metrics: Arc<Metrics>,
@@ -132,6 +269,10 @@ impl Rooms {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn closed_for_business(&self) -> bool {
+        self.draining.is_cancelled() || self.shutdown.is_cancelled()
+    }
+
     /// The room called `name`, if it is running.
     pub fn get(&self, name: &str) -> Option<RoomHandle> {
         self.lock().get(name).cloned()
@@ -147,48 +288,136 @@ impl Rooms {
         self.len() == 0
     }
 
-    /// The room called `name`, started if it is not running.
+    /// The public rooms, sorted by id.
+    pub fn list_public(&self) -> Vec<RoomInfo> {
+        let mut rooms: Vec<RoomInfo> = self
+            .lock()
+            .values()
+            .filter(|h| !h.options.private)
+            .map(RoomHandle::info)
+            .collect();
+        rooms.sort_by(|a, b| a.id.cmp(&b.id));
+        rooms
+    }
+
+    /// The room called `name`, started with the default options if it is not running.
     ///
     /// # Errors
     /// [`JoinRefused::TooManyRooms`] at `--max-rooms`; [`JoinRefused::ShuttingDown`]
     /// while draining or shutting down.
     pub fn get_or_create(self: &Arc<Self>, name: &str) -> Result<RoomHandle, JoinRefused> {
-        // Draining: running games go on, but nobody new joins and no room starts.
-        if self.draining.is_cancelled() || self.shutdown.is_cancelled() {
+        if self.closed_for_business() {
             return Err(JoinRefused::ShuttingDown);
         }
         let mut map = self.lock();
         if let Some(handle) = map.get(name) {
             return Ok(handle.clone());
         }
+        self.spawn(
+            &mut map,
+            Arc::from(name),
+            RoomOptions::defaults(&self.config),
+        )
+    }
+
+    /// Creates a room with `options` under a new random id.
+    ///
+    /// # Errors
+    /// As [`Rooms::get_or_create`].
+    pub fn create(self: &Arc<Self>, options: RoomOptions) -> Result<RoomHandle, JoinRefused> {
+        if self.closed_for_business() {
+            return Err(JoinRefused::ShuttingDown);
+        }
+        let mut map = self.lock();
+        let id = loop {
+            let id = random_id();
+            if !map.contains_key(id.as_str()) {
+                break id;
+            }
+        };
+        self.spawn(&mut map, Arc::from(id), options)
+    }
+
+    /// Reserves a seat in the fullest public room that has one, or in a new room with
+    /// the default options.
+    ///
+    /// # Errors
+    /// As [`Rooms::get_or_create`].
+    pub fn matchmake(self: &Arc<Self>) -> Result<Seat, JoinRefused> {
+        if self.closed_for_business() {
+            return Err(JoinRefused::ShuttingDown);
+        }
+        let mut map = self.lock();
+        let fullest = map
+            .values()
+            .filter(|h| !h.options.private && h.has_space())
+            .max_by_key(|h| {
+                (
+                    h.player_count() + h.reserved(),
+                    std::cmp::Reverse(h.name.clone()),
+                )
+            })
+            .cloned();
+        let room = match fullest {
+            Some(room) => room,
+            None => {
+                let id = random_id();
+                self.spawn(&mut map, Arc::from(id), RoomOptions::defaults(&self.config))?
+            }
+        };
+        // Reserved under the registry lock, so two matchmakers cannot both take the last seat.
+        Ok(room.reserve())
+    }
+
+    /// Ends a room: its players are closed with `RoomClosed`. Returns whether it existed.
+    pub fn delete(&self, id: &str) -> bool {
+        match self.lock().remove(id) {
+            Some(handle) => {
+                let _ = handle.commands.send(Command::Close);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Starts a room task. Called with the registry locked.
+    fn spawn(
+        self: &Arc<Self>,
+        map: &mut HashMap<Arc<str>, RoomHandle>,
+        name: Arc<str>,
+        options: RoomOptions,
+    ) -> Result<RoomHandle, JoinRefused> {
         if map.len() >= self.config.max_rooms {
             return Err(JoinRefused::TooManyRooms);
         }
         let (commands, rx) = mpsc::unbounded_channel();
         let handle = RoomHandle {
-            name: Arc::from(name),
+            name: Arc::clone(&name),
+            options,
+            created: Instant::now(),
             commands,
             players: Arc::default(),
+            reserved: Arc::default(),
             tick: Arc::default(),
             closed: CancellationToken::new(),
         };
-        map.insert(Arc::clone(&handle.name), handle.clone());
-        drop(map);
+        map.insert(name, handle.clone());
         self.metrics.rooms_open.fetch_add(1, Relaxed);
         let game = Arena::new(ArenaConfig {
-            npcs: self.config.npcs,
+            npcs: options.npcs,
             seed: self.config.seed,
             ..Default::default()
         });
-        let room = Room::new(game, self.config.tick_rate, self.config.max_players);
-        let span = info_span!("room", room = %name);
+        let room = Room::new(game, options.tick_rate, options.max_players);
+        let span = info_span!("room", room = %handle.name);
         self.tasks
             .spawn(run_room(Arc::clone(self), handle.clone(), room, rx).instrument(span));
-        info!(room = %name, "room created");
+        info!(room = %handle.name, ?options, "room created");
         Ok(handle)
     }
 
     /// Joins the room called `name` (creating it), with `outlet` receiving its snapshots.
+    /// A `seat` reserved by a ticket is used up by the attempt, whatever its outcome.
     ///
     /// # Errors
     /// [`JoinRefused`] says why not.
@@ -196,31 +425,60 @@ impl Rooms {
         self: &Arc<Self>,
         name: &str,
         outlet: SlotSender,
+        seat: Option<Seat>,
     ) -> Result<(RoomHandle, Joined), JoinRefused> {
+        let token: SessionToken = rand::random();
         // Two attempts: the first may reach a room that was just removing itself.
         for _ in 0..2 {
             let handle = self.get_or_create(name)?;
             let (reply, answer) = oneshot::channel();
-            if handle
-                .commands
-                .send(Command::Join {
-                    outlet: outlet.clone(),
-                    reply,
-                })
-                .is_err()
-            {
+            let command = Command::Join {
+                outlet: outlet.clone(),
+                token,
+                reply,
+            };
+            if handle.commands.send(command).is_err() {
                 continue;
             }
             match answer.await {
                 Ok(result) => {
+                    drop(seat);
                     return result
                         .map(|joined| (handle, joined))
-                        .map_err(JoinRefused::from)
+                        .map_err(JoinRefused::from);
                 }
                 Err(_) => continue,
             }
         }
         Err(JoinRefused::ShuttingDown)
+    }
+
+    /// Takes back the player holding `token` in the running room `name`.
+    ///
+    /// # Errors
+    /// [`JoinRefused::NoSuchRoom`], [`JoinRefused::UnknownSession`], or
+    /// [`JoinRefused::ShuttingDown`].
+    pub async fn resume(
+        &self,
+        name: &str,
+        token: SessionToken,
+        outlet: SlotSender,
+    ) -> Result<(RoomHandle, Joined), JoinRefused> {
+        if self.shutdown.is_cancelled() {
+            return Err(JoinRefused::ShuttingDown);
+        }
+        let handle = self.get(name).ok_or(JoinRefused::NoSuchRoom)?;
+        let (reply, answer) = oneshot::channel();
+        handle
+            .commands
+            .send(Command::Resume {
+                outlet,
+                token,
+                reply,
+            })
+            .map_err(|_| JoinRefused::NoSuchRoom)?;
+        let joined = answer.await.map_err(|_| JoinRefused::NoSuchRoom)??;
+        Ok((handle, joined))
     }
 
     /// Removes `handle`'s room from the map if it is still the registered one and
@@ -239,6 +497,41 @@ impl Rooms {
     }
 }
 
+/// 12 random lowercase letters and digits: about 62 bits, unguessable for a private room.
+fn random_id() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..12)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+/// Keeps the room's player count in its handle and in the metrics.
+struct Counts<'a> {
+    handle: &'a RoomHandle,
+    metrics: &'a Metrics,
+    room_metrics: &'a RoomMetrics,
+    last: usize,
+}
+
+impl Counts<'_> {
+    fn update(&mut self, now: usize) {
+        if now > self.last {
+            self.metrics
+                .players
+                .fetch_add((now - self.last) as u64, Relaxed);
+        } else {
+            self.metrics
+                .players
+                .fetch_sub((self.last - now) as u64, Relaxed);
+        }
+        self.last = now;
+        self.handle.players.store(now, Relaxed);
+        self.room_metrics.players.store(now as u64, Relaxed);
+    }
+}
+
 /// The tick task of one room.
 async fn run_room(
     rooms: Arc<Rooms>,
@@ -249,9 +542,15 @@ async fn run_room(
     let config = Arc::clone(&rooms.config);
     let metrics = Arc::clone(&rooms.metrics);
     let room_metrics: Arc<RoomMetrics> = metrics.add_room(Arc::clone(&handle.name));
+    let mut counts = Counts {
+        handle: &handle,
+        metrics: &metrics,
+        room_metrics: &room_metrics,
+        last: 0,
+    };
     let mut clock = TickClock::new(
         Instant::now().into_std(),
-        config.tick_rate,
+        handle.options.tick_rate,
         config.max_catch_up_ticks,
     );
     let mut empty_since = Some(Instant::now());
@@ -259,34 +558,38 @@ async fn run_room(
         tokio::select! {
             biased;
             () = rooms.shutdown.cancelled() => break,
-            Some(command) = rx.recv() => match command {
-                Command::Join { outlet, reply } => {
-                    let result = room.join(outlet);
-                    if let Ok(joined) = &result {
-                        debug!(player = joined.player_id, "player joined");
-                        metrics.players.fetch_add(1, Relaxed);
-                        empty_since = None;
+            Some(command) = rx.recv() => {
+                match command {
+                    Command::Join { outlet, token, reply } => {
+                        let result = room.join(outlet, token);
+                        if let Err(Ok(joined)) = reply.send(result) {
+                            // The connection gave up waiting: undo the join.
+                            room.leave(joined.player_id, joined.generation);
+                        }
                     }
-                    handle.players.store(room.player_count(), Relaxed);
-                    if let Err(Ok(joined)) = reply.send(result) {
-                        // The connection gave up waiting: undo the join.
-                        room.leave(joined.player_id);
-                        metrics.players.fetch_sub(1, Relaxed);
-                        handle.players.store(room.player_count(), Relaxed);
+                    Command::Resume { outlet, token, reply } => {
+                        let _ = reply.send(room.resume(&token, outlet));
                     }
-                }
-                Command::Leave(player) => {
-                    let before = room.player_count();
-                    room.leave(player);
-                    if room.player_count() < before {
-                        debug!(player, "player left");
-                        metrics.players.fetch_sub(1, Relaxed);
+                    Command::Leave { player, generation } => {
+                        if room.leave(player, generation) {
+                            debug!(player, "player left");
+                        }
                     }
-                    handle.players.store(room.player_count(), Relaxed);
-                    if room.player_count() == 0 {
-                        empty_since = Some(Instant::now());
+                    Command::Detach { player, generation } => {
+                        debug!(player, grace = ?config.reconnect_grace, "player disconnected; avatar kept");
+                        room.detach(player, generation, Instant::now().into_std());
+                    }
+                    Command::Close => {
+                        info!("room closed");
+                        break;
                     }
                 }
+                counts.update(room.player_count());
+                empty_since = match (room.player_count(), empty_since) {
+                    (0, None) => Some(Instant::now()),
+                    (0, since) => since,
+                    _ => None,
+                };
             },
             () = tokio::time::sleep_until(Instant::from_std(clock.next_deadline())) => {
                 let started = Instant::now();
@@ -310,8 +613,16 @@ async fn run_room(
                 let took = started.elapsed();
                 metrics.tick_nanos.fetch_add(duration_nanos(took), Relaxed);
                 room_metrics.tick_duration.observe(took);
-                room_metrics.players.store(room.player_count() as u64, Relaxed);
-                if empty_since.is_some_and(|t| t.elapsed() >= config.room_idle_timeout) && rooms.remove_if(&handle, || rx.is_empty()) {
+                if room.expire(started.into_std(), config.reconnect_grace) > 0 {
+                    counts.update(room.player_count());
+                    if room.player_count() == 0 {
+                        empty_since = Some(Instant::now());
+                    }
+                }
+                if empty_since.is_some_and(|t| t.elapsed() >= config.room_idle_timeout)
+                    && handle.reserved() == 0
+                    && rooms.remove_if(&handle, || rx.is_empty())
+                {
                     info!("room idle, removed");
                     break;
                 }
@@ -321,9 +632,7 @@ async fn run_room(
     rooms.remove_if(&handle, || true);
     metrics.remove_room(&handle.name, &room_metrics);
     handle.closed.cancel();
-    metrics
-        .players
-        .fetch_sub(room.player_count() as u64, Relaxed);
+    counts.update(0);
     metrics.rooms_open.fetch_sub(1, Relaxed);
     if !rooms.shutdown.is_cancelled() && room.player_count() > 0 {
         warn!(players = room.player_count(), "room ended with players");

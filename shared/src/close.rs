@@ -40,11 +40,14 @@ pub enum DisconnectReason {
     RoomClosed,
     /// 4007: the name or room in `Hello` is not acceptable (empty, too long, bad characters).
     InvalidHello,
+    /// 4008: `Hello::resume` names no session of this room: unknown, or its reconnect
+    /// grace period is over.
+    SessionExpired,
 }
 
 impl DisconnectReason {
     /// Every reason, for tables and tests.
-    pub const ALL: [DisconnectReason; 16] = [
+    pub const ALL: [DisconnectReason; 17] = [
         Self::Normal,
         Self::GoingAway,
         Self::ProtocolError,
@@ -61,6 +64,7 @@ impl DisconnectReason {
         Self::SlowConsumer,
         Self::RoomClosed,
         Self::InvalidHello,
+        Self::SessionExpired,
     ];
 
     /// The WebSocket close code sent for this reason.
@@ -82,6 +86,7 @@ impl DisconnectReason {
             Self::SlowConsumer => 4005,
             Self::RoomClosed => 4006,
             Self::InvalidHello => 4007,
+            Self::SessionExpired => 4008,
         }
     }
 
@@ -104,6 +109,7 @@ impl DisconnectReason {
             Self::SlowConsumer => "reliable queue overflowed",
             Self::RoomClosed => "room closed",
             Self::InvalidHello => "invalid name or room in hello",
+            Self::SessionExpired => "session unknown or expired",
         }
     }
 

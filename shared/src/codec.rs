@@ -258,6 +258,7 @@ mod tests {
             protocol_version: 1,
             name: "n".repeat(crate::validate::MAX_NAME_BYTES),
             room: "r".repeat(crate::validate::MAX_ROOM_BYTES),
+            resume: Some([0xff; 16]),
         });
         assert_eq!(
             decode_client(&encode_to_vec(&hello).unwrap(), 1024).unwrap(),

@@ -22,7 +22,7 @@ pub use codec::{decode, decode_client, decode_server, encode_into, DecodeError, 
 pub use glam;
 pub use message::{
     Added, Changed, ClientMsg, EntityKind, EntityState, Hello, Input, Ping, Pong, ServerMsg,
-    Snapshot, Welcome,
+    SessionToken, Snapshot, Welcome,
 };
 
 /// The WebSocket subprotocol a client must offer in `Sec-WebSocket-Protocol`.

@@ -42,7 +42,14 @@ pub struct Hello {
     /// The room the client means to join: empty, or the same room as the URL's
     /// `?room=` (a check against a client connected to the wrong room).
     pub room: String,
+    /// To resume a session after a dropped connection: the token from its `Welcome`.
+    /// `None` joins as a new player.
+    pub resume: Option<SessionToken>,
 }
+
+/// A secret that identifies a player's session in its room, for reconnecting: 16 random
+/// bytes, sent once in `Welcome`.
+pub type SessionToken = [u8; 16];
 
 /// The player's controls. Latest-wins on the server: a newer input replaces an older one
 /// that was not yet applied.
@@ -78,6 +85,9 @@ pub struct Welcome {
     pub server_tick: u64,
     /// Width and height of the world, for rendering and for bots.
     pub world_size: Vec2,
+    /// Presented in `Hello::resume` to take this player back after a dropped connection,
+    /// within the server's reconnect grace period.
+    pub session_token: SessionToken,
     /// World units per position quantum: positions are `quanta * pos_quantum`, and
     /// velocities `quanta_per_tick * pos_quantum * tick_rate` units per second.
     pub pos_quantum: f32,

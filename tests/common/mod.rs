@@ -144,6 +144,7 @@ pub async fn hello(ws: &mut Ws, name: &str) -> Welcome {
             protocol_version: PROTOCOL_VERSION,
             name: name.into(),
             room: String::new(),
+            resume: None,
         }),
     )
     .await;
@@ -170,4 +171,43 @@ pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
             None => panic!("stream ended without a close frame"),
         }
     }
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns the status and the body.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out).to_string();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// `http` with a JSON answer.
+pub async fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let (status, text) = http(addr, method, path, body).await;
+    let value = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    };
+    (status, value)
 }

@@ -36,7 +36,7 @@ use tracing::{debug, field, info_span, Instrument, Span};
 use super::assembler::{Assembler, FrameKind};
 use crate::limits::TokenBucket;
 use crate::room::{InputInbox, PlayerId};
-use crate::rooms::{JoinRefused, RoomHandle};
+use crate::rooms::{JoinRefused, RoomHandle, Seat};
 use crate::slot::{slot, SlotReceiver, SlotSender};
 use crate::snapshot::{PlayerSnapshot, SnapshotEncoder};
 use crate::ServerCtx;
@@ -94,16 +94,32 @@ enum Outbound {
 struct Membership {
     room: RoomHandle,
     player: PlayerId,
+    generation: u32,
+    closer: Arc<Closer>,
 }
 
 impl Drop for Membership {
+    /// A connection that dropped without the player closing it (network loss, silence)
+    /// keeps the avatar for the reconnect grace; every other end is a leave.
     fn drop(&mut self) {
-        self.room.leave(self.player);
+        match self.closer.cause() {
+            Cause::Gone | Cause::Server(DisconnectReason::IdleTimeout) => {
+                self.room.detach(self.player, self.generation);
+            }
+            _ => self.room.leave(self.player, self.generation),
+        }
     }
 }
 
-/// Serves one upgraded connection until it closes.
-pub async fn serve(ws: WebSocket<Io>, ctx: Arc<ServerCtx>, room: String, peer: SocketAddr) {
+/// Serves one upgraded connection until it closes. `seat` is the seat a matchmaking
+/// ticket reserved for this player, if it came with one.
+pub async fn serve(
+    ws: WebSocket<Io>,
+    ctx: Arc<ServerCtx>,
+    room: String,
+    peer: SocketAddr,
+    seat: Option<Seat>,
+) {
     let span = info_span!("conn", %peer, room = %room, player = field::Empty);
     async move {
         ctx.metrics.connections_total.fetch_add(1, Relaxed);
@@ -128,6 +144,7 @@ pub async fn serve(ws: WebSocket<Io>, ctx: Arc<ServerCtx>, room: String, peer: S
                 Arc::clone(&closer),
                 out_tx,
                 slot_tx,
+                seat,
             )
             .instrument(Span::current()),
         );
@@ -159,6 +176,8 @@ pub async fn serve(ws: WebSocket<Io>, ctx: Arc<ServerCtx>, room: String, peer: S
 enum Session {
     AwaitHello {
         deadline: Instant,
+        /// The seat a matchmaking ticket reserved, used up by the join.
+        seat: Option<Seat>,
     },
     Playing {
         inbox: Arc<InputInbox>,
@@ -174,6 +193,7 @@ async fn read_loop(
     closer: Arc<Closer>,
     out: mpsc::Sender<Outbound>,
     slot_tx: SlotSender,
+    seat: Option<Seat>,
 ) {
     let config = &ctx.config;
     let mut assembler = Assembler::new(config.max_message_bytes);
@@ -184,6 +204,7 @@ async fn read_loop(
     );
     let mut session = Session::AwaitHello {
         deadline: Instant::now() + config.hello_timeout,
+        seat,
     };
     let pong_out = out.clone();
     // Called by fastwebsockets with the pong it owes the peer for each ping.
@@ -193,7 +214,7 @@ async fn read_loop(
     };
     let cause = loop {
         let deadline = match &session {
-            Session::AwaitHello { deadline } => *deadline,
+            Session::AwaitHello { deadline, .. } => *deadline,
             Session::Playing { .. } => Instant::now() + config.idle_timeout,
         };
         let frame = match timeout_at(deadline, rx.read_frame(&mut send_fn)).await {
@@ -260,18 +281,21 @@ async fn handle_message(
     closer: &Arc<Closer>,
 ) -> Result<(), DisconnectReason> {
     match (msg, &mut *session) {
-        (ClientMsg::Hello(hello), Session::AwaitHello { .. }) => {
+        (ClientMsg::Hello(hello), Session::AwaitHello { seat, .. }) => {
             check_hello(&hello, room)?;
-            let (handle, joined) =
-                ctx.rooms
-                    .join(room, slot_tx.clone())
-                    .await
-                    .map_err(|e| match e {
-                        JoinRefused::Full | JoinRefused::TooManyRooms => DisconnectReason::RoomFull,
-                        JoinRefused::ShuttingDown => DisconnectReason::GoingAway,
-                    })?;
+            let joining = match hello.resume {
+                Some(token) => ctx.rooms.resume(room, token, slot_tx.clone()).await,
+                None => ctx.rooms.join(room, slot_tx.clone(), seat.take()).await,
+            };
+            let (handle, joined) = joining.map_err(|e| match e {
+                JoinRefused::Full | JoinRefused::TooManyRooms => DisconnectReason::RoomFull,
+                JoinRefused::ShuttingDown => DisconnectReason::GoingAway,
+                JoinRefused::UnknownSession | JoinRefused::NoSuchRoom => {
+                    DisconnectReason::SessionExpired
+                }
+            })?;
             Span::current().record("player", joined.player_id);
-            debug!(name = %hello.name, entity = joined.welcome.entity_id, "joined");
+            debug!(name = %hello.name, entity = joined.welcome.entity_id, resumed = hello.resume.is_some(), "joined");
             watch_room(&handle, closer, &ctx.shutdown);
             send(out, Outbound::Welcome(joined.welcome))?;
             *session = Session::Playing {
@@ -280,6 +304,8 @@ async fn handle_message(
                 membership: Membership {
                     room: handle,
                     player: joined.player_id,
+                    generation: joined.generation,
+                    closer: Arc::clone(closer),
                 },
             };
             Ok(())

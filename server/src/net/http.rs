@@ -24,8 +24,8 @@ use tickcast_shared::SUBPROTOCOL;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
-use super::connection;
 use super::handshake::{self, Refusal};
+use super::{api, connection};
 use crate::ServerCtx;
 
 type Body = Full<Bytes>;
@@ -60,6 +60,9 @@ async fn route(
     peer: SocketAddr,
     ctx: Arc<ServerCtx>,
 ) -> Result<Response<Body>, Infallible> {
+    if is_api(req.uri().path()) {
+        return Ok(api::handle(req, &ctx).await);
+    }
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/ws") => upgrade(req, peer, &ctx).unwrap_or_else(|refusal| {
             ctx.metrics.handshakes_refused.fetch_add(1, Relaxed);
@@ -88,6 +91,11 @@ async fn route(
         ),
     };
     Ok(response)
+}
+
+/// The paths of the JSON room API.
+fn is_api(path: &str) -> bool {
+    path == "/rooms" || path == "/matchmake" || path.starts_with("/rooms/")
 }
 
 /// Why the server would not take a new player now, if it would not. An orchestrator
@@ -142,31 +150,53 @@ fn upgrade(
         ));
     }
     let room = handshake::check(req.headers(), req.uri().query(), &ctx.origins)?;
-    match ctx.rooms.get(&room) {
-        Some(handle) if handle.player_count() >= ctx.config.max_players => {
-            return Err(refuse(StatusCode::CONFLICT, "room is full"));
+    let ticket = handshake::query_param(req.uri().query(), "ticket").map(str::to_owned);
+    if ticket.is_none() {
+        match ctx.rooms.get(&room) {
+            // Seats held by matchmaking tickets count as taken.
+            Some(handle) if !handle.has_space() => {
+                return Err(refuse(StatusCode::CONFLICT, "room is full"))
+            }
+            None if ctx.rooms.len() >= ctx.config.max_rooms => {
+                return Err(refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many rooms on this server",
+                ));
+            }
+            _ => {}
         }
-        None if ctx.rooms.len() >= ctx.config.max_rooms => {
-            return Err(refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many rooms on this server",
-            ));
-        }
-        _ => {}
     }
     // Reserve the connection slot before answering 101, so the limit is never exceeded.
     let open = ctx.metrics.connections_open.fetch_add(1, Relaxed);
+    let release = || ctx.metrics.connections_open.fetch_sub(1, Relaxed);
     if open >= ctx.config.max_connections as u64 {
-        ctx.metrics.connections_open.fetch_sub(1, Relaxed);
+        release();
         return Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many connections",
         ));
     }
+    // Last, so a ticket is only used up by a join that can go ahead.
+    let seat = match ticket {
+        Some(ticket) => match ctx
+            .tickets
+            .redeem(&ticket, &room, std::time::Instant::now())
+        {
+            Ok(seat) => Some(seat),
+            Err(e) => {
+                release();
+                return Err(Refusal {
+                    status: StatusCode::FORBIDDEN,
+                    message: e.to_string(),
+                });
+            }
+        },
+        None => None,
+    };
     let (response, on_upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
         Err(e) => {
-            ctx.metrics.connections_open.fetch_sub(1, Relaxed);
+            release();
             return Err(Refusal {
                 status: StatusCode::BAD_REQUEST,
                 message: format!("bad upgrade request: {e}"),
@@ -176,7 +206,7 @@ fn upgrade(
     let task_ctx = Arc::clone(ctx);
     ctx.tasks.spawn(async move {
         match on_upgrade.await {
-            Ok(ws) => connection::serve(ws, task_ctx, room, peer).await,
+            Ok(ws) => connection::serve(ws, task_ctx, room, peer, seat).await,
             Err(e) => {
                 task_ctx.metrics.connections_open.fetch_sub(1, Relaxed);
                 warn!(%peer, error = %e, "upgrade did not complete");

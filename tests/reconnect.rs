@@ -1,0 +1,160 @@
+//! Reconnection: a player whose TCP connection drops (no close frame) resumes its avatar,
+//! with the same player, entity and position, within the grace period; after it, or after
+//! a normal close, the token is refused with 4008.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use glam::Vec2;
+use tickcast::shared::delta::{QEntity, World};
+use tickcast::shared::{ClientMsg, DisconnectReason, Hello, Input, SessionToken, Welcome};
+
+async fn hello_resume(ws: &mut Ws, token: SessionToken) {
+    let msg = Hello {
+        protocol_version: 1,
+        name: "again".into(),
+        room: String::new(),
+        resume: Some(token),
+    };
+    send(ws, &ClientMsg::Hello(msg)).await;
+}
+
+/// Reads snapshots until `ticks` have been applied, and returns the player's avatar.
+async fn avatar_after(ws: &mut Ws, world: &mut World, entity: u32, ticks: usize) -> QEntity {
+    for _ in 0..ticks {
+        world.apply(&recv_snapshot(ws).await).unwrap();
+    }
+    *world.entities.iter().find(|e| e.id == entity).unwrap()
+}
+
+/// Joins, moves a little, stops, and returns the welcome and where the avatar stopped.
+async fn play_then_stop(ws: &mut Ws) -> (Welcome, QEntity) {
+    let welcome = hello(ws, "traveller").await;
+    let mut world = World::default();
+    send(
+        ws,
+        &ClientMsg::Input(Input {
+            seq: 1,
+            movement: Vec2::new(0.6, 0.8),
+            buttons: 0,
+        }),
+    )
+    .await;
+    avatar_after(ws, &mut world, welcome.entity_id, 5).await;
+    send(
+        ws,
+        &ClientMsg::Input(Input {
+            seq: 2,
+            movement: Vec2::ZERO,
+            buttons: 0,
+        }),
+    )
+    .await;
+    let stopped = avatar_after(ws, &mut world, welcome.entity_id, 5).await;
+    assert_eq!(stopped.vel, [0, 0]);
+    (welcome, stopped)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_player_resumes_its_avatar_within_the_grace() {
+    let mut c = config();
+    c.reconnect_grace = Duration::from_millis(1500);
+    let server = start(c).await;
+    let url = server.ws_url("resumable");
+    let mut ws = connect(&url).await;
+    let (welcome, stopped) = play_then_stop(&mut ws).await;
+    drop(ws); // the TCP connection goes away without a close frame
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut back = connect(&url).await;
+    hello_resume(&mut back, welcome.session_token).await;
+    let again = match recv(&mut back).await {
+        tickcast::shared::ServerMsg::Welcome(w) => w,
+        other => panic!("expected Welcome, got {other:?}"),
+    };
+    assert_eq!(
+        (again.player_id, again.entity_id, again.session_token),
+        (welcome.player_id, welcome.entity_id, welcome.session_token)
+    );
+    let first = recv_snapshot(&mut back).await;
+    assert_eq!(
+        first.base_tick, 0,
+        "the first snapshot after a resume is a keyframe"
+    );
+    let mut world = World::default();
+    world.apply(&first).unwrap();
+    let me = world
+        .entities
+        .iter()
+        .find(|e| e.id == welcome.entity_id)
+        .unwrap();
+    assert_eq!(me.pos, stopped.pos, "the avatar waited where it stood");
+    // And it is controllable again, with input sequence numbers starting over.
+    send(
+        &mut back,
+        &ClientMsg::Input(Input {
+            seq: 1,
+            movement: Vec2::X,
+            buttons: 0,
+        }),
+    )
+    .await;
+    let moved = avatar_after(&mut back, &mut world, welcome.entity_id, 5).await;
+    assert!(moved.vel[0] > 0, "moving again: {moved:?}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_grace_or_a_normal_close_the_token_is_refused() {
+    let mut c = config();
+    c.reconnect_grace = Duration::from_millis(300);
+    let server = start(c).await;
+    let url = server.ws_url("strict");
+    // A watcher keeps the room alive and sees the avatar disappear.
+    let mut watcher = connect(&url).await;
+    hello(&mut watcher, "watcher").await;
+
+    let mut ws = connect(&url).await;
+    let (welcome, _) = play_then_stop(&mut ws).await;
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let mut late = connect(&url).await;
+    hello_resume(&mut late, welcome.session_token).await;
+    let (code, reason) = expect_close(&mut late).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (
+            DisconnectReason::SessionExpired.code(),
+            DisconnectReason::SessionExpired.reason()
+        )
+    );
+    let mut world = World::default();
+    world
+        .apply(&{
+            let mut fresh = connect(&url).await;
+            hello(&mut fresh, "fresh").await;
+            recv_snapshot(&mut fresh).await
+        })
+        .unwrap();
+    assert!(
+        world.entities.iter().all(|e| e.id != welcome.entity_id),
+        "the avatar was removed after the grace"
+    );
+
+    // A player that closes normally leaves at once: no grace, no resume.
+    let mut leaver = connect(&url).await;
+    let (left, _) = play_then_stop(&mut leaver).await;
+    leaver.close(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut back = connect(&url).await;
+    hello_resume(&mut back, left.session_token).await;
+    assert_eq!(
+        expect_close(&mut back).await.0,
+        DisconnectReason::SessionExpired.code()
+    );
+    server.stop().await.unwrap();
+}
