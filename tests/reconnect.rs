@@ -158,3 +158,44 @@ async fn after_the_grace_or_a_normal_close_the_token_is_refused() {
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_resumes_into_a_room_its_own_held_seat_fills() {
+    let server = start(config()).await;
+    let (_, room) = http_json(server.addr, "POST", "/rooms", r#"{"max_players":1}"#).await;
+    let url = server.ws_url(room["id"].as_str().unwrap());
+    let mut ws = connect(&url).await;
+    let welcome = hello(&mut ws, "only").await;
+    recv_snapshot(&mut ws).await;
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The held seat fills the room: a plain connection is refused at the handshake...
+    let full = connect_with(&url, Some(tickcast::shared::SUBPROTOCOL), None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused_status(&full), 409);
+    // ...but with the resume hint the Hello decides, and the token gets the seat back.
+    let mut back = connect(&format!("{url}&resume=1")).await;
+    hello_resume(&mut back, welcome.session_token).await;
+    match recv(&mut back).await {
+        tickcast::shared::ServerMsg::Welcome(w) => assert_eq!(w.entity_id, welcome.entity_id),
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+    // The hint proves nothing: a fresh join through it to the full room is still refused.
+    let mut sneaky = connect(&format!("{url}&resume=1")).await;
+    send(
+        &mut sneaky,
+        &ClientMsg::Hello(Hello {
+            protocol_version: 1,
+            name: "sneaky".into(),
+            room: String::new(),
+            resume: None,
+        }),
+    )
+    .await;
+    assert_eq!(
+        expect_close(&mut sneaky).await.0,
+        DisconnectReason::RoomFull.code()
+    );
+    server.stop().await.unwrap();
+}

@@ -40,8 +40,8 @@ pub enum DisconnectReason {
     RoomClosed,
     /// 4007: the name or room in `Hello` is not acceptable (empty, too long, bad characters).
     InvalidHello,
-    /// 4008: `Hello::resume` names no session of this room: unknown, or its reconnect
-    /// grace period is over.
+    /// 4008: `Hello::resume` names no session of this room: unknown, its reconnect
+    /// grace period is over, or it ended with a close frame.
     SessionExpired,
 }
 

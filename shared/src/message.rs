@@ -48,7 +48,7 @@ pub struct Hello {
 }
 
 /// A secret that identifies a player's session in its room, for reconnecting: 16 random
-/// bytes, sent once in `Welcome`.
+/// bytes, sent in every `Welcome` of that session (the same token after a resume).
 pub type SessionToken = [u8; 16];
 
 /// The player's controls. Latest-wins on the server: a newer input replaces an older one
@@ -81,7 +81,7 @@ pub struct Welcome {
     pub entity_id: u32,
     /// Ticks per second of the room.
     pub tick_rate: u16,
-    /// The room's tick counter when the player joined.
+    /// The room's tick counter when the player joined (or resumed).
     pub server_tick: u64,
     /// Width and height of the world, for rendering and for bots.
     pub world_size: Vec2,

@@ -7,6 +7,8 @@
 //! infinities, -0.0, subnormals). Snapshots here are arbitrary (the codec does not care
 //! whether a delta applies); `delta_props.rs` covers applying them. Client messages are
 //! also decoded with `decode_client`, the server's path under the 4 KiB ceiling.
+//! Session tokens (`Hello.resume`, `Welcome.session_token`) mix arbitrary bytes with
+//! bytes that would be varint markers (251..=255) if they were wrongly varint-encoded.
 
 #![allow(clippy::unwrap_used)]
 
@@ -20,7 +22,7 @@ use tickcast_shared::codec::{
 use tickcast_shared::delta::DeltaBody;
 use tickcast_shared::{
     decode, Added, Changed, ClientMsg, DecodeError, EntityKind, Hello, Input, Ping, Pong,
-    ServerMsg, Snapshot, Welcome, DEFAULT_MAX_MESSAGE_BYTES,
+    ServerMsg, SessionToken, Snapshot, Welcome, DEFAULT_MAX_MESSAGE_BYTES,
 };
 
 /// Big enough for every generated message (a snapshot of 3 × 64 records is under 8 KiB).
@@ -113,11 +115,27 @@ fn text() -> impl Strategy<Value = String> {
     ]
 }
 
+/// 16 bytes: arbitrary, the all-zero and all-ones tokens, and bytes drawn from the
+/// varint markers and their neighbours (a token is raw bytes, never varints).
+fn token() -> impl Strategy<Value = SessionToken> {
+    prop_oneof![
+        3 => any::<SessionToken>(),
+        1 => Just([0u8; 16]),
+        1 => Just([0xff; 16]),
+        2 => prop::array::uniform16(prop::sample::select(vec![0u8, 1, 250, 251, 252, 253, 254, 255])),
+    ]
+}
+
+fn resume() -> impl Strategy<Value = Option<SessionToken>> {
+    prop_oneof![Just(None), token().prop_map(Some)]
+}
+
 fn hello() -> impl Strategy<Value = Hello> {
-    (u16_any(), text(), text()).prop_map(|(protocol_version, name, room)| Hello {
+    (u16_any(), text(), text(), resume()).prop_map(|(protocol_version, name, room, resume)| Hello {
         protocol_version,
         name,
         room,
+        resume,
     })
 }
 
@@ -224,6 +242,7 @@ fn welcome(f: impl Strategy<Value = f32> + Clone) -> impl Strategy<Value = Welco
         u16_any(),
         u64_any(),
         vec2_with(f.clone()),
+        token(),
         f,
     )
         .prop_map(
@@ -234,6 +253,7 @@ fn welcome(f: impl Strategy<Value = f32> + Clone) -> impl Strategy<Value = Welco
                 tick_rate,
                 server_tick,
                 world_size,
+                session_token,
                 pos_quantum,
             )| {
                 Welcome {
@@ -243,6 +263,7 @@ fn welcome(f: impl Strategy<Value = f32> + Clone) -> impl Strategy<Value = Welco
                     tick_rate,
                     server_tick,
                     world_size,
+                    session_token,
                     pos_quantum,
                 }
             },
@@ -335,6 +356,7 @@ fn server_same_bits(a: &ServerMsg, b: &ServerMsg) -> bool {
                 && a.tick_rate == b.tick_rate
                 && a.server_tick == b.server_tick
                 && vec2_bits(a.world_size) == vec2_bits(b.world_size)
+                && a.session_token == b.session_token
                 && a.pos_quantum.to_bits() == b.pos_quantum.to_bits()
         }
         // Snapshots are integers only: plain equality is bit equality.
@@ -456,6 +478,39 @@ proptest! {
         prop_assert_eq!(&out[prefix.len()..], &encode_to_vec(&m).unwrap()[..]);
         prop_assert_eq!(n, out.len() - prefix.len());
     }
+
+    /// `Hello.resume` is the last field: one tag byte (0 none, 1 some), then the token's
+    /// 16 bytes as they are. `Welcome.session_token` is 16 bytes as they are, just before
+    /// the 4 bytes of `pos_quantum`.
+    #[test]
+    fn tokens_are_sixteen_raw_bytes(h in hello(), t in token(), w in welcome(f32_any())) {
+        let none = encode_to_vec(&ClientMsg::Hello(Hello { resume: None, ..h.clone() })).unwrap();
+        let some = encode_to_vec(&ClientMsg::Hello(Hello { resume: Some(t), ..h })).unwrap();
+        let at = none.len() - 1;
+        prop_assert_eq!(none[at], 0);
+        prop_assert_eq!(some.len(), none.len() + 16);
+        prop_assert_eq!(&some[..at], &none[..at]);
+        prop_assert_eq!(some[at], 1);
+        prop_assert_eq!(&some[at + 1..], &t[..]);
+
+        let bytes = encode_to_vec(&ServerMsg::Welcome(w.clone())).unwrap();
+        let n = bytes.len();
+        prop_assert_eq!(&bytes[n - 20..n - 4], &w.session_token[..]);
+        prop_assert_eq!(&bytes[n - 4..], &w.pos_quantum.to_le_bytes()[..]);
+    }
+
+    /// An `Option` tag other than 0 or 1 is malformed, whether a token follows or not.
+    #[test]
+    fn bad_option_tags_are_refused(h in hello(), tag in 2u8..=255, t in token()) {
+        let mut bytes = encode_to_vec(&ClientMsg::Hello(Hello { resume: None, ..h })).unwrap();
+        *bytes.last_mut().unwrap() = tag;
+        let err = decode_client(&bytes, MAX).unwrap_err();
+        prop_assert!(matches!(err, DecodeError::Malformed(_)), "{err:?}");
+        bytes.extend_from_slice(&t);
+        let err = decode_client(&bytes, MAX).unwrap_err();
+        prop_assert!(matches!(err, DecodeError::Malformed(_)), "{err:?}");
+        prop_assert!(decode::<ClientMsg>(&bytes, MAX).is_err());
+    }
 }
 
 proptest! {
@@ -465,11 +520,16 @@ proptest! {
     /// `CLIENT_ALLOC_LIMIT`, even when the message is within the size limit, and
     /// accepts one comfortably under it; the generic decoder accepts both.
     #[test]
-    fn client_alloc_ceiling(name_len in 0usize..6000, room_len in 0usize..3000) {
+    fn client_alloc_ceiling(
+        name_len in 0usize..6000,
+        room_len in 0usize..3000,
+        resume in resume(),
+    ) {
         let m = ClientMsg::Hello(Hello {
             protocol_version: 1,
             name: "n".repeat(name_len),
             room: "r".repeat(room_len),
+            resume,
         });
         let bytes = encode_to_vec(&m).unwrap();
         prop_assert_eq!(decode::<ClientMsg>(&bytes, MAX).unwrap(), m.clone());

@@ -9,12 +9,14 @@
 #![allow(clippy::unwrap_used)]
 
 use glam::Vec2;
-use tickcast_shared::codec::{decode_server, encode_snapshot_body, encode_to_vec, write_snapshot};
+use tickcast_shared::codec::{
+    decode_client, decode_server, encode_snapshot_body, encode_to_vec, write_snapshot,
+};
 use tickcast_shared::delta::{diff, DeltaBody, QEntity, Quantizer, World};
 use tickcast_shared::{
     decode, Added, Changed, ClientMsg, DecodeError, EntityKind, Hello, Input, Ping, Pong,
-    ServerMsg, Snapshot, Welcome, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_ROOM, PROTOCOL_VERSION,
-    SUBPROTOCOL,
+    ServerMsg, SessionToken, Snapshot, Welcome, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_ROOM,
+    PROTOCOL_VERSION, SUBPROTOCOL,
 };
 
 const MAX: usize = DEFAULT_MAX_MESSAGE_BYTES;
@@ -45,6 +47,7 @@ fn check_client(msg: &ClientMsg, expected: &str) {
     let bytes = encode_to_vec(msg).unwrap();
     assert_eq!(hex(&bytes), expected, "encoding of {msg:?}");
     assert_eq!(&decode::<ClientMsg>(&bytes, MAX).unwrap(), msg);
+    assert_eq!(&decode_client(&bytes, MAX).unwrap(), msg);
     assert_in_doc(expected);
 }
 
@@ -65,32 +68,75 @@ fn assert_in_doc(expected: &str) {
     );
 }
 
+/// The session token of the examples: the `Welcome` hands it out, the resuming `Hello`
+/// presents it. Its `fb` and `ff` show that a token's bytes are raw, not varints.
+const TOKEN: SessionToken = [
+    0x9e, 0x2f, 0x41, 0xc7, 0x08, 0xd3, 0x6a, 0xfb, 0x15, 0xe0, 0x77, 0x3c, 0xb9, 0x04, 0x5d, 0xff,
+];
+const TOKEN_HEX: &str = "9e 2f 41 c7 08 d3 6a fb 15 e0 77 3c b9 04 5d ff";
+
+const HELLO_HEX: &str = "00 01 03 61 64 61 05 6c 6f 62 62 79 00";
+const RESUME_HEX: &str = "00 01 03 61 64 61 05 6c 6f 62 62 79 01 \
+    9e 2f 41 c7 08 d3 6a fb 15 e0 77 3c b9 04 5d ff";
+const WELCOME_HEX: &str = "00 01 01 07 1e fb 2c 01 00 00 48 44 00 00 16 44 \
+    9e 2f 41 c7 08 d3 6a fb 15 e0 77 3c b9 04 5d ff \
+    00 00 80 3d";
+
+/// Headings of the examples that the document prints over several `hex:` lines.
+const RESUME_HEADING: &str =
+    "### `Hello { protocol_version: 1, name: \"ada\", room: \"lobby\", resume: Some(";
+const WELCOME_HEADING: &str = "### `Welcome {";
+
+fn hello(resume: Option<SessionToken>) -> ClientMsg {
+    ClientMsg::Hello(Hello {
+        protocol_version: 1,
+        name: "ada".into(),
+        room: "lobby".into(),
+        resume,
+    })
+}
+
+fn welcome() -> ServerMsg {
+    ServerMsg::Welcome(Welcome {
+        protocol_version: 1,
+        player_id: 1,
+        entity_id: 7,
+        tick_rate: 30,
+        server_tick: 300,
+        world_size: Vec2::new(800.0, 600.0),
+        session_token: TOKEN,
+        pos_quantum: 0.0625,
+    })
+}
+
 #[test]
 fn example_hello() {
-    check_client(
-        &ClientMsg::Hello(Hello {
-            protocol_version: 1,
-            name: "ada".into(),
-            room: "lobby".into(),
-        }),
-        "00 01 03 61 64 61 05 6c 6f 62 62 79",
-    );
+    check_client(&hello(None), HELLO_HEX);
+    assert_eq!(encode_to_vec(&hello(None)).unwrap().len(), 13);
+}
+
+#[test]
+fn example_hello_resuming() {
+    let msg = hello(Some(TOKEN));
+    let bytes = encode_to_vec(&msg).unwrap();
+    assert_eq!(bytes, unhex(RESUME_HEX));
+    assert_eq!(bytes.len(), 29);
+    assert_eq!(doc_hex_after(RESUME_HEADING), bytes);
+    assert_eq!(decode_client(&bytes, MAX).unwrap(), msg);
+    // The token is the 16 bytes after the tag, as they are.
+    assert_eq!(hex(&bytes[13..]), TOKEN_HEX);
 }
 
 #[test]
 fn example_welcome() {
-    check_server(
-        &ServerMsg::Welcome(Welcome {
-            protocol_version: 1,
-            player_id: 1,
-            entity_id: 7,
-            tick_rate: 30,
-            server_tick: 300,
-            world_size: Vec2::new(800.0, 600.0),
-            pos_quantum: 0.0625,
-        }),
-        "00 01 01 07 1e fb 2c 01 00 00 48 44 00 00 16 44 00 00 80 3d",
-    );
+    let msg = welcome();
+    let bytes = encode_to_vec(&msg).unwrap();
+    assert_eq!(bytes, unhex(WELCOME_HEX));
+    assert_eq!(bytes.len(), 36);
+    assert_eq!(doc_hex_after(WELCOME_HEADING), bytes);
+    assert_eq!(decode_server(&bytes).unwrap(), msg);
+    assert_eq!(decode::<ServerMsg>(&bytes, MAX).unwrap(), msg);
+    assert_eq!(hex(&bytes[16..32]), TOKEN_HEX);
 }
 
 #[test]
@@ -338,6 +384,19 @@ fn constants_match_the_document() {
 #[test]
 fn close_code_table_matches_the_document() {
     let doc = protocol_md();
+    // The table lists exactly the codes of `DisconnectReason`, in ascending order.
+    let section = &doc[doc.find("## 7. Close codes").unwrap()..doc.find("## 8.").unwrap()];
+    let rows: Vec<u16> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter_map(|l| l.split(" | ").next()?.parse().ok())
+        .collect();
+    let mut codes: Vec<u16> = tickcast_shared::DisconnectReason::ALL
+        .iter()
+        .map(|r| r.code())
+        .collect();
+    codes.sort_unstable();
+    assert_eq!(rows, codes, "close-code rows of docs/PROTOCOL.md section 7");
     for r in tickcast_shared::DisconnectReason::ALL {
         let row = format!("| {} | `{:?}` |", r.code(), r);
         let line = doc
@@ -426,17 +485,19 @@ fn zigzag_forms() {
 
 #[test]
 fn strings_are_length_prefixed_utf8() {
-    let ok = unhex("00 01 03 61 64 61 00");
+    // Hello: version 1, name "ada", room "", resume none.
+    let ok = unhex("00 01 03 61 64 61 00 00");
     assert_eq!(
         decode::<ClientMsg>(&ok, MAX).unwrap(),
         ClientMsg::Hello(Hello {
             protocol_version: 1,
             name: "ada".into(),
             room: String::new(),
+            resume: None,
         })
     );
     // Invalid UTF-8 in the name.
-    let bad = unhex("00 01 02 c3 28 00");
+    let bad = unhex("00 01 02 c3 28 00 00");
     assert!(matches!(
         decode::<ClientMsg>(&bad, MAX),
         Err(DecodeError::Malformed(_))
@@ -461,6 +522,32 @@ fn unknown_variants_are_refused() {
     ));
     bytes[8] = 1;
     assert!(decode_server(&bytes).is_ok());
+}
+
+/// `Option` (section 4): a tag byte 0 or 1, then the value for 1. Any other tag, or a
+/// token shorter than 16 bytes, makes the message invalid.
+#[test]
+fn option_tags_and_token_length() {
+    let mut bytes = unhex(RESUME_HEX);
+    for tag in [2u8, 0x7f, 0xfb, 0xff] {
+        bytes[12] = tag;
+        assert!(matches!(
+            decode_client(&bytes, MAX),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+    // Tag 0 followed by a token: a valid Hello, then 16 bytes too many.
+    bytes[12] = 0;
+    assert!(matches!(
+        decode_client(&bytes, MAX),
+        Err(DecodeError::TrailingBytes { extra: 16 })
+    ));
+    // Tag 1 with 15 bytes of token.
+    bytes[12] = 1;
+    assert!(decode_client(&bytes[..bytes.len() - 1], MAX).is_err());
+    assert_eq!(decode_client(&bytes, MAX).unwrap(), hello(Some(TOKEN)));
+    // Tag 1 with nothing after it.
+    assert!(decode_client(&bytes[..13], MAX).is_err());
 }
 
 #[test]
@@ -558,6 +645,31 @@ fn decode_ceiling_in_records() {
     ));
 }
 
+/// What the largest valid `Hello` claims against the 4 KiB client ceiling (section 6):
+/// variant 4, `protocol_version` 2, two length prefixes 8 each, 32 + 64 bytes of text,
+/// the `Option` tag 1 and the token's 16 bytes: 135.
+#[test]
+fn decode_ceiling_of_the_largest_hello() {
+    fn fits<const N: usize>(msg: &[u8]) -> bool {
+        let config = bincode::config::standard().with_limit::<N>();
+        match bincode::serde::decode_from_slice::<ClientMsg, _>(msg, config) {
+            Ok(_) => true,
+            Err(bincode::error::DecodeError::LimitExceeded) => false,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let largest = encode_to_vec(&ClientMsg::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        name: "n".repeat(tickcast_shared::validate::MAX_NAME_BYTES),
+        room: "r".repeat(tickcast_shared::validate::MAX_ROOM_BYTES),
+        resume: Some([0xff; 16]),
+    }))
+    .unwrap();
+    assert!(fits::<135>(&largest));
+    assert!(!fits::<134>(&largest));
+    assert!(decode_client(&largest, MAX).is_ok());
+}
+
 /// The JavaScript appendix of the document, run in node (skipped when node is not
 /// installed) against the byte examples: it must decode them, apply the keyframe and the
 /// delta to the worlds the document states, refuse the delta a second time, and encode the
@@ -578,6 +690,7 @@ const eq = (a, b, what) => {{
 }};
 const welcome = decodeServerMsg(bytes("{welcome}"));
 eq([welcome.type, welcome.entityId, welcome.tickRate, welcome.serverTick, welcome.posQuantum], ["Welcome", 7, 30, 300, 0.0625], "welcome");
+eq(hexOf(welcome.sessionToken), "{token}", "session token");
 let world = {{ tick: null, entities: [] }};
 world = applySnapshot(world, decodeServerMsg(bytes("{keyframe}")));
 eq(world, {{ tick: 300, entities: [
@@ -598,12 +711,19 @@ eq([refused, JSON.stringify(world)], [true, before], "delta applied twice");
 const edge = {{ tick: 1, entities: [{{ id: 0, kind: "Npc", pos: [2147483647, -2147483648], vel: [1, -1] }}] }};
 const empty = {{ tick: 4, baseTick: 1, removed: [], changed: [], added: [] }};
 eq(applySnapshot(edge, empty).entities[0].pos, [-2147483646, 2147483645], "wrapping");
-eq(hexOf(encodeHello("ada", "lobby")), "00 01 03 61 64 61 05 6c 6f 62 62 79", "hello");
+eq(hexOf(encodeHello("ada", "lobby")), "{hello}", "hello");
+eq(hexOf(encodeHello("ada", "lobby", welcome.sessionToken)), "{resume}", "hello resuming");
+let truncated = false;
+try {{ decodeServerMsg(bytes("{welcome}".split(" ").slice(0, 30).join(" "))); }} catch (e) {{ truncated = true; }}
+eq(truncated, true, "truncated welcome refused");
 eq(hexOf(encodeInput(1, 1.0, 0.0, 0)), "01 01 00 00 80 3f 00 00 00 00 00", "input");
 eq(hexOf(encodePing(1700000000000)), "02 fd 00 68 e5 cf 8b 01 00 00", "ping");
 console.log("ok");
 "#,
-        welcome = "00 01 01 07 1e fb 2c 01 00 00 48 44 00 00 16 44 00 00 80 3d",
+        welcome = hex_of(WELCOME_HEADING),
+        token = TOKEN_HEX,
+        hello = HELLO_HEX,
+        resume = hex_of(RESUME_HEADING),
         keyframe = hex_of("### Keyframe `Snapshot`"),
         delta = hex_of("### Delta `Snapshot`"),
     );

@@ -151,7 +151,10 @@ fn upgrade(
     }
     let room = handshake::check(req.headers(), req.uri().query(), &ctx.origins)?;
     let ticket = handshake::query_param(req.uri().query(), "ticket").map(str::to_owned);
-    if ticket.is_none() {
+    // A resuming player's own held seat would make its room look full; its Hello (with
+    // the secret token) decides instead, and the room still refuses a fresh join when full.
+    let resuming = handshake::query_param(req.uri().query(), "resume").is_some();
+    if ticket.is_none() && !resuming {
         match ctx.rooms.get(&room) {
             // Seats held by matchmaking tickets count as taken.
             Some(handle) if !handle.has_space() => {
