@@ -35,7 +35,7 @@ const CIRCLE_STEPS: f32 = 90.0;
 /// Distance to the chased avatar (world units) under which chasing stops steering
 /// and the random walk takes over: pointing exactly at an avatar we already overlap
 /// would flip direction every tick.
-const CHASE_REACHED: f32 = 0.5;
+pub const CHASE_REACHED: f32 = 0.5;
 
 /// Which behaviour a swarm's bots use (`--behaviour`).
 #[derive(

@@ -33,8 +33,8 @@ use hyper::upgrade::Upgraded;
 use hyper::{Request, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tickcast_shared::{
-    codec, ClientMsg, DisconnectReason, Hello, ServerMsg, Snapshot, Welcome, PROTOCOL_VERSION,
-    SUBPROTOCOL,
+    codec, ClientMsg, DisconnectReason, Hello, ServerMsg, SessionToken, Snapshot, Welcome,
+    PROTOCOL_VERSION, SUBPROTOCOL,
 };
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Mutex};
@@ -134,16 +134,33 @@ enum Inbound {
     Failed(ClientError),
 }
 
+/// One WebSocket of a connection: what a resume replaces whole.
+struct Link {
+    writer: SharedWriter,
+    inbound: mpsc::Receiver<Inbound>,
+    /// Aborted on drop, so a dropped connection never leaves a task holding its socket.
+    _reader: AbortOnDropHandle<()>,
+}
+
+/// A WebSocket that the server has welcomed, not yet attached to a [`Session`].
+pub(crate) struct Opened {
+    link: Link,
+    pub(crate) welcome: Welcome,
+    /// Payload size of the `Welcome`, for the byte counters.
+    welcome_bytes: usize,
+}
+
 /// A joined player: the session state plus the socket it talks over.
+///
+/// A `Connection` is one socket: when it is lost, [`Connection::next_event`] says so
+/// ([`ClientError::ConnectionLost`]) and that is the end of it. To have the player
+/// taken back on a new socket automatically, use [`crate::ReconnectingConnection`].
 ///
 /// Dropping a `Connection` stops its reader task and drops the socket without a close
 /// frame; [`Connection::close`] ends it politely.
 pub struct Connection {
     session: Session,
-    writer: SharedWriter,
-    inbound: mpsc::Receiver<Inbound>,
-    /// Aborted on drop, so a dropped connection never leaves a task holding its socket.
-    _reader: AbortOnDropHandle<()>,
+    link: Link,
     /// Encode buffer, reused for every outgoing message.
     buf: Vec<u8>,
     /// The close frame the server sent, once seen.
@@ -172,10 +189,33 @@ impl Connection {
     pub async fn connect(opts: ConnectOptions) -> Result<Connection, ClientError> {
         let target = Target::parse(&opts.url)?;
         let span = tracing::debug_span!("connection", name = %opts.name, room = %target.room);
-        let timeout = opts.connect_timeout;
-        tokio::time::timeout(timeout, connect_within(opts, target).instrument(span))
-            .await
-            .map_err(|_| ClientError::ConnectTimeout)?
+        let epoch = Instant::now();
+        let opened = open(&opts, &target, None, opts.connect_timeout)
+            .instrument(span)
+            .await?;
+        let mut session = Session::new(opened.welcome, epoch);
+        session.handle_bytes(opened.welcome_bytes);
+        Ok(Connection {
+            session,
+            link: opened.link,
+            buf: Vec::with_capacity(64),
+            closed: None,
+        })
+    }
+
+    /// Moves this connection's session onto `opened`, a new socket on which the server
+    /// resumed the same player (see [`Session::resume`]). The old socket is dropped.
+    pub(crate) fn relink(&mut self, opened: Opened) {
+        self.link = opened.link;
+        self.closed = None;
+        self.session.resume(opened.welcome);
+        self.session.handle_bytes(opened.welcome_bytes);
+    }
+
+    /// The secret that takes this player back on a new connection (`Hello.resume`),
+    /// from the `Welcome`. Treat it like a password: never log or display it.
+    pub fn session_token(&self) -> &SessionToken {
+        &self.session.welcome().session_token
     }
 
     /// The server's answer to our `Hello`.
@@ -201,7 +241,7 @@ impl Connection {
         }
         self.check_open()?;
         let input = self.session.next_input(Instant::now(), movement, buttons);
-        write_msg(&self.writer, &mut self.buf, &ClientMsg::Input(input)).await?;
+        write_msg(&self.link.writer, &mut self.buf, &ClientMsg::Input(input)).await?;
         Ok(input.seq)
     }
 
@@ -212,7 +252,7 @@ impl Connection {
     pub async fn send_ping(&mut self) -> Result<(), ClientError> {
         self.check_open()?;
         let ping = self.session.next_ping(Instant::now());
-        write_msg(&self.writer, &mut self.buf, &ClientMsg::Ping(ping)).await
+        write_msg(&self.link.writer, &mut self.buf, &ClientMsg::Ping(ping)).await
     }
 
     /// Waits for the next snapshot, pong or close. Cancel safe: nothing is lost if the
@@ -227,7 +267,7 @@ impl Connection {
         loop {
             // The only await: everything after it is synchronous, which is what makes
             // this method cancel safe.
-            let Some(inbound) = self.inbound.recv().await else {
+            let Some(inbound) = self.link.inbound.recv().await else {
                 return Err(match &self.closed {
                     Some((code, reason)) => ClientError::Closed {
                         code: *code,
@@ -244,7 +284,7 @@ impl Connection {
                             if let Err(e) = self.session.handle_snapshot(at, &snapshot) {
                                 // A delta we cannot apply: the stream is broken. Close
                                 // without awaiting here, to stay cancel safe.
-                                let writer = Arc::clone(&self.writer);
+                                let writer = Arc::clone(&self.link.writer);
                                 tokio::spawn(async move {
                                     close_with(&writer, DisconnectReason::InvalidPayload).await;
                                 });
@@ -286,7 +326,7 @@ impl Connection {
             return Ok(Some(*code));
         }
         {
-            let mut writer = self.writer.lock().await;
+            let mut writer = self.link.writer.lock().await;
             // Already closed means the reader has answered a close from the server;
             // that close is still in the queue below.
             if !writer.is_closed() {
@@ -300,7 +340,7 @@ impl Connection {
         }
         let answer = async {
             loop {
-                match self.inbound.recv().await {
+                match self.link.inbound.recv().await {
                     Some(Inbound::Closed { code, .. }) => return Some(code),
                     Some(Inbound::Message { .. }) => continue,
                     Some(Inbound::Failed(_)) | None => return None,
@@ -324,9 +364,26 @@ impl Connection {
     }
 }
 
-/// Everything [`Connection::connect`] does, without the timeout around it.
-async fn connect_within(opts: ConnectOptions, target: Target) -> Result<Connection, ClientError> {
-    let epoch = Instant::now();
+/// Opens a WebSocket to `target` and has the server welcome us, within `timeout`:
+/// TCP, the upgrade, `Hello` (as a new player, or resuming the session of `resume`)
+/// and the `Welcome`. What [`Connection::connect`] does, and each reconnection attempt.
+pub(crate) async fn open(
+    opts: &ConnectOptions,
+    target: &Target,
+    resume: Option<SessionToken>,
+    timeout: Duration,
+) -> Result<Opened, ClientError> {
+    tokio::time::timeout(timeout, open_within(opts, target, resume))
+        .await
+        .map_err(|_| ClientError::ConnectTimeout)?
+}
+
+/// [`open`] without the timeout around it.
+async fn open_within(
+    opts: &ConnectOptions,
+    target: &Target,
+    resume: Option<SessionToken>,
+) -> Result<Opened, ClientError> {
     let tcp = open_tcp(&target.addr, opts.local_ip).await?;
     // Inputs are tiny and latency is the point; never wait to coalesce them.
     tcp.set_nodelay(true)?;
@@ -363,10 +420,9 @@ async fn connect_within(opts: ConnectOptions, target: Target) -> Result<Connecti
     let mut buf = Vec::with_capacity(64);
     let hello = ClientMsg::Hello(Hello {
         protocol_version: PROTOCOL_VERSION,
-        name: opts.name,
-        room: target.room,
-        // Always a new player: bots do not reconnect (yet), so never resume.
-        resume: None,
+        name: opts.name.clone(),
+        room: target.room.clone(),
+        resume,
     });
     write_msg(&writer, &mut buf, &hello).await?;
 
@@ -397,18 +453,17 @@ async fn connect_within(opts: ConnectOptions, target: Target) -> Result<Connecti
     tracing::debug!(
         player_id = welcome.player_id,
         tick_rate = welcome.tick_rate,
+        resumed = resume.is_some(),
         "welcomed"
     );
-
-    let mut session = Session::new(welcome, epoch);
-    session.handle_bytes(welcome_bytes);
-    Ok(Connection {
-        session,
-        writer,
-        inbound,
-        _reader: reader,
-        buf,
-        closed: None,
+    Ok(Opened {
+        link: Link {
+            writer,
+            inbound,
+            _reader: reader,
+        },
+        welcome,
+        welcome_bytes,
     })
 }
 
@@ -622,7 +677,7 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
 
 /// The parts of a `ws://` URL a connection needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Target {
+pub(crate) struct Target {
     /// `host:port` for `TcpStream::connect` (a hostname is resolved there).
     addr: String,
     /// The `Host` header: the URL's authority as written.
@@ -631,11 +686,34 @@ struct Target {
     path_and_query: String,
     /// The `room` query parameter, or empty (the server then picks its default room).
     /// Room names are restricted to URL-safe characters, so no percent-decoding.
-    room: String,
+    pub(crate) room: String,
 }
 
 impl Target {
-    fn parse(url: &str) -> Result<Target, ClientError> {
+    /// The same target for a resume: with the non-secret `resume=1` hint, so that the
+    /// handshake does not refuse the upgrade with 409 because the player's own held
+    /// seat fills the room, and without a `ticket` (single use: the first connection
+    /// spent it). The token itself only ever travels in `Hello.resume`.
+    pub(crate) fn for_resume(&self) -> Target {
+        let (path, query) = self
+            .path_and_query
+            .split_once('?')
+            .unwrap_or((&self.path_and_query, ""));
+        let mut query: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+                !pair.is_empty() && key != "ticket" && key != "resume"
+            })
+            .collect();
+        query.push("resume=1");
+        Target {
+            path_and_query: format!("{path}?{}", query.join("&")),
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn parse(url: &str) -> Result<Target, ClientError> {
         let uri: Uri = url
             .parse()
             .map_err(|e| ClientError::InvalidUrl(format!("{url}: {e}")))?;
@@ -689,6 +767,27 @@ mod tests {
         let t = Target::parse("ws://[::1]:9000").expect("valid");
         assert_eq!(t.addr, "[::1]:9000");
         assert_eq!(t.path_and_query, "/");
+    }
+
+    #[test]
+    fn a_resume_adds_the_hint_and_drops_the_spent_ticket() {
+        let resume = |url: &str| {
+            Target::parse(url)
+                .expect("valid")
+                .for_resume()
+                .path_and_query
+        };
+        assert_eq!(resume("ws://h:1/ws?room=a"), "/ws?room=a&resume=1");
+        assert_eq!(
+            resume("ws://h:1/ws?room=a&ticket=abc&x=y"),
+            "/ws?room=a&x=y&resume=1"
+        );
+        assert_eq!(resume("ws://h:1/ws?resume=1&room=a"), "/ws?room=a&resume=1");
+        assert_eq!(resume("ws://h:1/ws"), "/ws?resume=1");
+        assert_eq!(resume("ws://h:1"), "/?resume=1");
+        let t = Target::parse("ws://h:1/ws?room=a&ticket=t").expect("valid");
+        assert_eq!(t.for_resume().room, "a");
+        assert_eq!(t.for_resume().host_header, t.host_header);
     }
 
     #[test]

@@ -105,6 +105,24 @@ pub enum ClientError {
     /// The caller passed an input the server would refuse (non-finite movement).
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
+    /// The connection was lost and a [`crate::ReconnectingConnection`] is connecting
+    /// again: nothing was sent. Transient; keep calling `next_event`, which reports
+    /// the outcome.
+    #[error("reconnecting; nothing was sent")]
+    Reconnecting,
+    /// The server refused to resume the session (close 4008): its reconnect grace is
+    /// over, or the session ended. The player is gone; joining again makes a new one.
+    #[error("the server no longer has this session (close 4008)")]
+    SessionExpired,
+    /// Reconnection ran out of its time budget without resuming the session.
+    #[error("gave up reconnecting after {attempts} attempts: {last}")]
+    ReconnectFailed {
+        /// Connection attempts made.
+        attempts: u32,
+        /// Why the last attempt failed (the loss itself if no attempt was made).
+        #[source]
+        last: Box<ClientError>,
+    },
 }
 
 impl ClientError {
@@ -133,7 +151,28 @@ impl ClientError {
             Self::Encode(_) => "encode".into(),
             Self::Protocol(_) => "protocol".into(),
             Self::InvalidInput(_) => "invalid input".into(),
+            Self::Reconnecting => "reconnecting".into(),
+            Self::SessionExpired => "session expired".into(),
+            // Still low-cardinality: the last failure's own label.
+            Self::ReconnectFailed { last, .. } => format!("reconnect gave up: {}", last.kind()),
         }
+    }
+
+    /// Whether this error means the connection itself was lost, rather than ended on
+    /// purpose by either side: the socket ended without a close frame, a read or write
+    /// failed, or (while connecting again) the TCP connect, the HTTP exchange or the
+    /// connect timeout failed. Only these are worth reconnecting for; a close frame
+    /// from the server, an HTTP refusal or a protocol error is an answer, and asking
+    /// again would get the same one.
+    pub fn is_connection_loss(&self) -> bool {
+        matches!(
+            self,
+            Self::ConnectionLost
+                | Self::Io(_)
+                | Self::ConnectTimeout
+                // hyper's error when the TCP connection ends during the upgrade.
+                | Self::WebSocket(WebSocketError::HTTPError(_))
+        )
     }
 }
 
@@ -175,5 +214,34 @@ mod tests {
         assert_eq!(closed.kind(), "close 4000");
         let io = ClientError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert_eq!(io.kind(), "io: connection refused");
+        let gave_up = ClientError::ReconnectFailed {
+            attempts: 7,
+            last: Box::new(io),
+        };
+        assert_eq!(gave_up.kind(), "reconnect gave up: io: connection refused");
+        assert_eq!(ClientError::SessionExpired.kind(), "session expired");
+    }
+
+    #[test]
+    fn only_a_lost_connection_is_worth_reconnecting_for() {
+        let lost = [
+            ClientError::ConnectionLost,
+            ClientError::ConnectTimeout,
+            ClientError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            ClientError::from(WebSocketError::UnexpectedEOF),
+        ];
+        assert!(lost.iter().all(ClientError::is_connection_loss));
+        let answered = [
+            ClientError::Closed {
+                code: 1001,
+                reason: "server shutting down".into(),
+            },
+            ClientError::HttpStatus { status: 503 },
+            ClientError::Protocol("a second Welcome".into()),
+            ClientError::WebSocket(WebSocketError::InvalidFragment),
+            ClientError::SessionExpired,
+            ClientError::NotOpen,
+        ];
+        assert!(!answered.iter().any(ClientError::is_connection_loss));
     }
 }

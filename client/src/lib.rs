@@ -6,6 +6,9 @@
 //! - [`connection`]: one player over a real socket: the WebSocket handshake with the
 //!   `tickcast.v1` subprotocol, `Hello`/`Welcome`, a reader task that decodes server
 //!   messages, and the [`Event`]s a game or a bot consumes.
+//! - [`reconnect`]: [`ReconnectingConnection`], a connection that takes the player back
+//!   on a new socket when its connection is lost (exponential backoff with full jitter,
+//!   within a time budget), reporting [`SessionEvent`]s.
 //! - [`swarm`], [`behaviour`], [`placement`], [`progress`] and [`report`]: the load
 //!   tool `tickcast-bots` as a library, so tests can run a swarm in-process and get
 //!   its [`Report`]; several processes' reports combine with [`report::merge`].
@@ -18,6 +21,7 @@ pub mod error;
 pub mod placement;
 pub mod progress;
 pub mod reassembly;
+pub mod reconnect;
 pub mod report;
 pub mod session;
 pub mod swarm;
@@ -26,6 +30,7 @@ pub use behaviour::{Behaviour, BehaviourKind};
 pub use connection::{ConnectOptions, Connection, Event};
 pub use error::ClientError;
 pub use progress::Progress;
+pub use reconnect::{Backoff, ReconnectPolicy, ReconnectingConnection, SessionEvent};
 pub use report::{merge, MergeError, Percentiles, Report};
 pub use session::{Session, SessionStats, SnapshotMetrics};
 pub use swarm::{run_swarm, run_swarm_with_progress, SwarmConfig};

@@ -15,7 +15,7 @@ pub struct Progress {
     pub elapsed: Duration,
     /// Bots in the run.
     pub bots: u64,
-    /// Bots connected now (welcomed and not yet ended).
+    /// Bots connected now (welcomed, not reconnecting, and not yet ended).
     pub connected: u64,
     /// Bots whose connect failed so far.
     pub failed: u64,

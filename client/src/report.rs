@@ -230,8 +230,7 @@ pub struct Totals {
     pub inputs_sent: u64,
     /// Pings sent.
     pub pings_sent: u64,
-    /// Times a bot connected again after losing its connection (bots do not reconnect
-    /// yet; the counter exists so reports keep one shape when they do).
+    /// Times a bot lost its connection and the server resumed its player on a new one.
     pub reconnects: u64,
     /// Close codes received from the server, by code.
     pub close_codes: BTreeMap<u16, u64>,
@@ -345,8 +344,8 @@ pub struct Report {
     pub close_codes: BTreeMap<String, u64>,
     /// Failures by kind, e.g. `"connect: http 409"`, `"io: connection reset"`.
     pub errors: BTreeMap<String, u64>,
-    /// Times bots connected again after losing their connection (0: bots do not
-    /// reconnect yet).
+    /// Times bots lost their connection and were resumed on a new one (failed
+    /// reconnections are in `errors`: `session expired`, `reconnect gave up: ...`).
     #[serde(default)]
     pub reconnects: u64,
     /// Pings sent by all bots.

@@ -56,6 +56,8 @@ pub struct SessionStats {
     pub bytes_received: u64,
     /// Messages counted in `bytes_received`.
     pub messages_received: u64,
+    /// Times the session was resumed on a new connection ([`Session::resume`]).
+    pub reconnects: u64,
 }
 
 /// The I/O-free state of one player: identity from the `Welcome`, outgoing sequence
@@ -130,6 +132,30 @@ impl Session {
     /// The server's answer to our `Hello`.
     pub fn welcome(&self) -> &Welcome {
         &self.welcome
+    }
+
+    /// Takes the session over to a new connection of the same player, after the server
+    /// resumed it with `welcome`.
+    ///
+    /// What belongs to one connection starts over, because the server starts it over:
+    /// input sequence numbers begin again at 1 (the server requires them to increase
+    /// per connection), the send times of inputs still unacknowledged are forgotten
+    /// (they can never be acknowledged now), the acknowledged seq is back to 0, and
+    /// the next snapshot is the first of a stream (no gap, no missed ticks measured
+    /// across the outage: that is not what those figures are about). The world is kept
+    /// until the server's first snapshot, a keyframe, replaces it, so a game still has
+    /// something to draw meanwhile. What belongs to the player is kept: the running
+    /// totals (plus one reconnect), the last round-trip time, and the ping epoch.
+    pub fn resume(&mut self, welcome: Welcome) {
+        self.next_seq = 1;
+        self.sent = [None; INPUT_HISTORY];
+        self.acked = 0;
+        self.last_tick = None;
+        self.last_snapshot_at = None;
+        self.last_snapshot = None;
+        self.quantizer = Quantizer::new(welcome_quantum(&welcome), welcome.tick_rate);
+        self.welcome = welcome;
+        self.stats.reconnects += 1;
     }
 
     /// Creates the next input to send at `now`, with the next sequence number (the
@@ -539,6 +565,50 @@ mod tests {
         assert_eq!(s.handle_pong(t0 + ms(2000), &bogus), None);
         assert_eq!(s.stats().pongs_received, 1);
         assert_eq!(s.stats().pings_sent, 1);
+    }
+
+    #[test]
+    fn a_resume_restarts_what_is_per_connection_and_keeps_the_totals() {
+        let t0 = Instant::now();
+        let mut s = Session::new(welcome(), t0);
+        s.handle_snapshot(t0, &snap(100, 0)).unwrap();
+        for i in 0..3 {
+            s.next_input(t0 + ms(i), Vec2::X, 0);
+        }
+        s.handle_snapshot(t0 + ms(33), &snap(101, 2)).unwrap();
+        s.handle_pong(
+            t0 + ms(40),
+            &Pong {
+                nonce: 30_000,
+                server_tick: 0,
+            },
+        );
+        assert_eq!(s.acked_seq(), 2);
+        let before = s.stats();
+
+        let mut again = welcome();
+        again.server_tick = 190;
+        s.resume(again);
+        assert_eq!(s.welcome().server_tick, 190);
+        assert_eq!(s.acked_seq(), 0);
+        assert_eq!(s.last_snapshot_metrics(), None);
+        assert_eq!(s.last_rtt(), Some(ms(10)), "the path's rtt is kept");
+        assert_eq!(s.world().tick, Some(101), "kept until the keyframe");
+        // Seq 1 again; an ack of the old seq 3 (never sent on this connection) is not trusted.
+        assert_eq!(s.next_input(t0 + ms(3000), Vec2::Y, 0).seq, 1);
+        let first = s.handle_snapshot(t0 + ms(3010), &snap(200, 0)).unwrap();
+        assert_eq!((first.gap, first.missed, first.input_ack), (None, 0, None));
+        let second = s.handle_snapshot(t0 + ms(3043), &snap(201, 1)).unwrap();
+        assert_eq!(second.input_ack, Some(ms(43)));
+        assert_eq!(second.missed, 0);
+        assert_eq!(s.acked_seq(), 1);
+
+        let after = s.stats();
+        assert_eq!(after.reconnects, 1);
+        assert_eq!(after.inputs_sent, before.inputs_sent + 1);
+        assert_eq!(after.snapshots_received, before.snapshots_received + 2);
+        assert_eq!(after.snapshots_missed, 0);
+        assert_eq!(after.pongs_received, 1);
     }
 
     #[test]

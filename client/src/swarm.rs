@@ -1,11 +1,15 @@
-//! The load tool as a library: many bots, each a real [`Connection`], and one
-//! [`Report`] at the end.
+//! The load tool as a library: many bots, each a real connection
+//! ([`ReconnectingConnection`]), and one [`Report`] at the end.
 //!
 //! [`run_swarm`] spawns one task per bot. Bot `i` of `n` starts in slot `i` of the
 //! ramp, at a random point within it (see [`crate::placement`]), connects to its room
 //! from its source address, then until the end of the run sends an input every
 //! `1 / input_rate` (steered by its [`Behaviour`]), a ping every second, and reads
-//! every snapshot. Latencies go into [`Histograms`] shared by a few bots each (a
+//! every snapshot. A bot whose connection is lost reconnects by itself (a
+//! [`ReconnectingConnection`] with [`SwarmConfig::reconnect`]) and plays on; the report
+//! counts its resumes in `reconnects`, and a reconnection that fails in `errors` by
+//! kind (`"session expired"`, `"reconnect gave up: ..."`). Latencies go into
+//! [`Histograms`] shared by a few bots each (a
 //! histogram per bot would cost 0.5 MB per bot), next to live counters that a
 //! progress line reads; the bot's own counters stay in the bot and are added up when
 //! it ends. A bot that fails only counts its failure: the swarm always runs to the
@@ -22,9 +26,11 @@ use tokio::time::{interval, interval_at, sleep_until, Instant, MissedTickBehavio
 use tokio_util::sync::CancellationToken;
 
 use crate::behaviour::{Behaviour, BehaviourKind};
-use crate::connection::{ConnectOptions, Connection, Event, DEFAULT_CONNECT_TIMEOUT};
+use crate::connection::{ConnectOptions, DEFAULT_CONNECT_TIMEOUT};
+use crate::error::ClientError;
 use crate::placement::{self, PlacementError, Rooms};
 use crate::progress::Progress;
+use crate::reconnect::{ReconnectPolicy, ReconnectingConnection, SessionEvent};
 use crate::report::{new_histogram, record, Histograms, Report, Totals};
 
 /// How often each bot pings.
@@ -73,6 +79,8 @@ pub struct SwarmConfig {
     /// Loopback source addresses to spread connections over; `None` picks
     /// `ceil(bots / 20000)`. Only used when the URL's host is an IPv4 loopback address.
     pub source_addrs: Option<usize>,
+    /// How a bot whose connection is lost reconnects; `None`: it does not, and ends.
+    pub reconnect: Option<ReconnectPolicy>,
 }
 
 impl Default for SwarmConfig {
@@ -93,6 +101,7 @@ impl Default for SwarmConfig {
             rooms: 1,
             room_prefix: None,
             source_addrs: None,
+            reconnect: Some(ReconnectPolicy::default()),
         }
     }
 }
@@ -321,6 +330,26 @@ struct Bot {
     cancel: CancellationToken,
 }
 
+/// Whether a bot counts in its shard's live `connected` figure: not while it
+/// reconnects, nor once it ended.
+struct Presence {
+    up: bool,
+}
+
+impl Presence {
+    fn set(&mut self, shard: &Mutex<Shard>, up: bool) {
+        if self.up != up {
+            let mut shard = lock(shard);
+            if up {
+                shard.live.connected += 1;
+            } else {
+                shard.live.connected = shard.live.connected.saturating_sub(1);
+            }
+            self.up = up;
+        }
+    }
+}
+
 /// Why a connected bot's loop ended.
 enum End {
     /// Deadline or cancellation: close politely.
@@ -353,7 +382,7 @@ impl Bot {
                 totals.error("connect: run ended first");
                 return totals;
             }
-            connected = Connection::connect(opts) => connected,
+            connected = ReconnectingConnection::connect(opts, self.config.reconnect) => connected,
         };
         let mut conn = match connected {
             Ok(conn) => conn,
@@ -373,7 +402,10 @@ impl Bot {
         totals.bots_connected = 1;
         let connected_at = Instant::now();
 
-        let end = self.play(&mut conn, deadline, &mut totals).await;
+        let mut presence = Presence { up: true };
+        let end = self
+            .play(&mut conn, deadline, &mut totals, &mut presence)
+            .await;
 
         totals.connected_time = connected_at.elapsed();
         let stats = conn.session().stats();
@@ -383,12 +415,12 @@ impl Bot {
         totals.naive_bytes = stats.naive_bytes;
         totals.inputs_sent = stats.inputs_sent;
         totals.pings_sent = stats.pings_sent;
-        {
-            let mut shard = lock(&self.shard);
-            shard.live.connected = shard.live.connected.saturating_sub(1);
-        }
+        totals.reconnects = stats.reconnects;
+        presence.set(&self.shard, false);
 
         match end {
+            // The run ended during an outage: no connection to close.
+            End::Done if conn.is_reconnecting() => totals.error("close: still reconnecting"),
             End::Done => match conn.close("bot done").await {
                 Ok(Some(code)) => totals.close_code(code),
                 Ok(None) => totals.error("close: no answer"),
@@ -400,7 +432,13 @@ impl Bot {
     }
 
     /// The steady state: inputs, pings and snapshots until the deadline.
-    async fn play(&self, conn: &mut Connection, deadline: Instant, totals: &mut Totals) -> End {
+    async fn play(
+        &self,
+        conn: &mut ReconnectingConnection,
+        deadline: Instant,
+        totals: &mut Totals,
+        presence: &mut Presence,
+    ) -> End {
         let rate = self
             .config
             .input_rate_hz
@@ -431,7 +469,7 @@ impl Bot {
                 () = sleep_until(deadline) => return End::Done,
                 event = conn.next_event() => {
                     match event {
-                        Ok(Event::Snapshot(_)) => {
+                        Ok(SessionEvent::Snapshot(_)) => {
                             let session = conn.session();
                             let bytes = session.stats().bytes_received;
                             let mut shard = lock(&self.shard);
@@ -447,12 +485,20 @@ impl Bot {
                                 }
                             }
                         }
-                        Ok(Event::Pong { rtt }) => {
+                        Ok(SessionEvent::Pong { rtt }) => {
                             let mut shard = lock(&self.shard);
                             record(&mut shard.histograms.rtt, rtt);
                             record(&mut shard.recent_rtt, rtt);
                         }
-                        Ok(Event::Closed { code, reason }) => {
+                        Ok(SessionEvent::Reconnecting { cause }) => {
+                            tracing::debug!(bot = self.index, %cause, "reconnecting");
+                            presence.set(&self.shard, false);
+                        }
+                        Ok(SessionEvent::Reconnected { attempts }) => {
+                            tracing::debug!(bot = self.index, attempts, "reconnected");
+                            presence.set(&self.shard, true);
+                        }
+                        Ok(SessionEvent::Closed { code, reason }) => {
                             tracing::debug!(bot = self.index, code, %reason, "closed by server");
                             totals.close_code(code);
                             return End::Ended;
@@ -474,6 +520,14 @@ impl Bot {
                 _ = pings.tick() => conn.send_ping().await,
             };
             if let Err(e) = sent {
+                if matches!(e, ClientError::Reconnecting)
+                    || (e.is_connection_loss() && conn.policy().is_some())
+                {
+                    // Nothing to send while reconnecting; and a broken socket is for
+                    // `next_event` to notice, which reconnects (or reads the close
+                    // frame that explains the failure).
+                    continue;
+                }
                 // Usually the server has just closed us; its close frame says why.
                 match drain_close(conn).await {
                     Some(code) => totals.close_code(code),
@@ -486,11 +540,11 @@ impl Bot {
 }
 
 /// Reads what is left until the server's close, for its code.
-async fn drain_close(conn: &mut Connection) -> Option<u16> {
+async fn drain_close(conn: &mut ReconnectingConnection) -> Option<u16> {
     let drain = async {
         loop {
             match conn.next_event().await {
-                Ok(Event::Closed { code, .. }) => return Some(code),
+                Ok(SessionEvent::Closed { code, .. }) => return Some(code),
                 Ok(_) => continue,
                 Err(_) => return None,
             }

@@ -21,7 +21,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tickcast_client::{
-    run_swarm, BehaviourKind, ClientError, ConnectOptions, Connection, Event, SwarmConfig,
+    run_swarm, BehaviourKind, ClientError, ConnectOptions, Connection, Event, ReconnectPolicy,
+    ReconnectingConnection, SessionEvent, SwarmConfig,
 };
 use tickcast_shared::codec::{decode, encode_to_vec};
 use tickcast_shared::{
@@ -372,6 +373,44 @@ async fn welcome_snapshots_pong_then_close_1001() -> anyhow::Result<()> {
             Err(ClientError::Closed { code: 1001, .. })
         ));
         assert!(conn.send_input(Vec2::X, 0).await.is_err());
+        anyhow::Ok(())
+    })
+    .await
+    .context("timed out")?
+}
+
+#[tokio::test]
+async fn a_close_frame_is_an_answer_not_a_reason_to_reconnect() -> anyhow::Result<()> {
+    let (mut script, mut hellos) = Script::new();
+    script.close_after = Some(3);
+    let (addr, _) = serve(script).await?;
+    tokio::time::timeout(LIMIT, async {
+        let opts = ConnectOptions::new(url(addr, "r"), "erin");
+        let mut conn =
+            ReconnectingConnection::connect(opts, Some(ReconnectPolicy::default())).await?;
+        assert_eq!(conn.session_token(), &[0; 16]);
+        let mut snapshots = 0;
+        let code = loop {
+            match conn.next_event().await? {
+                SessionEvent::Snapshot(_) => snapshots += 1,
+                SessionEvent::Closed { code, .. } => break code,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!((snapshots, code), (3, 1001));
+        assert!(!conn.is_reconnecting());
+        assert!(matches!(
+            conn.next_event().await,
+            Err(ClientError::Closed { code: 1001, .. })
+        ));
+        assert!(matches!(
+            conn.send_input(Vec2::X, 0).await,
+            Err(ClientError::Closed { code: 1001, .. })
+        ));
+        assert_eq!(conn.reconnects(), 0);
+        let (first, _) = hellos.recv().await.context("no hello")?;
+        assert_eq!(first.resume, None);
+        assert!(hellos.try_recv().is_err(), "connected again after a close");
         anyhow::Ok(())
     })
     .await

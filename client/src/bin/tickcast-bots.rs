@@ -12,7 +12,9 @@ use clap::{Parser, Subcommand};
 use humantime::parse_duration;
 use indicatif::{ProgressBar, ProgressDrawTarget};
 use tickcast_client::progress::progress_line;
-use tickcast_client::{merge, run_swarm_with_progress, BehaviourKind, Progress, Report};
+use tickcast_client::{
+    merge, run_swarm_with_progress, BehaviourKind, Progress, ReconnectPolicy, Report,
+};
 use tickcast_client::{run_swarm, SwarmConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -100,6 +102,11 @@ struct RunArgs {
     /// on an IPv4 loopback address (default: one per 20000 bots).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=254))]
     source_addrs: Option<u16>,
+    /// A bot whose connection is lost (no close frame) reconnects and resumes its
+    /// player for up to this long, with backoff from 100 ms to 2 s; `0s` disables.
+    /// More than the server's `--reconnect-grace` (default 10s) only gets close 4008.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    reconnect_budget: Duration,
 }
 
 /// Flags of `tickcast-bots merge`.
@@ -149,6 +156,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         rooms: args.rooms as usize,
         room_prefix: args.room_prefix,
         source_addrs: args.source_addrs.map(usize::from),
+        reconnect: (!args.reconnect_budget.is_zero()).then(|| ReconnectPolicy {
+            budget: args.reconnect_budget,
+            ..ReconnectPolicy::default()
+        }),
     };
     // Refuse bad room names now rather than as thousands of failed connects.
     config.rooms().context("--rooms / --room-prefix")?;

@@ -5,7 +5,7 @@
 //! in the room's inbox. The writer is the only one that writes to the socket: reliable
 //! messages (welcome, pongs) from a small bounded queue, the newest snapshot from the
 //! player's latest-wins slot, and keepalive pings. Either side ends the connection by
-//! recording a [`Cause`] in the shared [`Closer`]; the writer then sends the matching
+//! recording a `Cause` in the shared `Closer`; the writer then sends the matching
 //! close frame, so every disconnect the server decides carries a code and a reason.
 //!
 //! `read_frame` is not cancel-safe, so it never sits in a `select!`: the reader is its
