@@ -9,10 +9,12 @@
 //! - [`BehaviourKind::Idle`] sends zero movement at the normal input rate: the server
 //!   still decodes, applies and acknowledges every input, but nothing moves, so deltas
 //!   stay tiny. It measures the fixed cost per player.
-//! - [`BehaviourKind::RandomWalk`] spreads avatars over the world on winding paths,
-//!   like players exploring: every avatar changes every tick.
-//! - [`BehaviourKind::Circle`] turns at a constant rate: predictable, bounded motion
-//!   that stays in one area, handy for checking interpolation and deltas by eye.
+//! - [`BehaviourKind::RandomWalk`] spreads avatars over the world like players
+//!   exploring: each holds a heading for a random 1/3 to 2 seconds (a key held down),
+//!   then turns by up to 90°. A held heading is exactly predictable, so a room of
+//!   walkers costs what a room of real players does.
+//! - [`BehaviourKind::Circle`] turns at a constant rate: bounded motion that stays in
+//!   one area, and the worst case for deltas, since every avatar changes every tick.
 //! - [`BehaviourKind::Chase`] steers toward the nearest other avatar, so avatars bunch
 //!   up: the worst case for areas of interest, where everyone sees everyone.
 
@@ -25,10 +27,11 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tickcast_shared::{EntityKind, EntityState};
 
-/// Largest change of the random walk's turn rate, in radians per step per step.
-const TURN_JITTER: f32 = 0.05;
-/// Largest turn rate of the random walk, in radians per step (about 17°).
-const MAX_TURN: f32 = 0.3;
+/// Shortest and longest time the random walk holds a heading, in inputs (at 30 Hz:
+/// 1/3 s to 2 s).
+const HOLD_STEPS: std::ops::RangeInclusive<u32> = 10..=60;
+/// Largest turn of the random walk when it changes heading, in radians (90°).
+const MAX_TURN: f32 = std::f32::consts::FRAC_PI_2;
 /// Inputs per full circle of [`BehaviourKind::Circle`]: 3 s at a 30 Hz input rate,
 /// a circle of radius `speed * 3 s / 2π`, small enough to stay near where it started.
 const CIRCLE_STEPS: f32 = 90.0;
@@ -161,15 +164,16 @@ where
     Some(nearest.normalize_or_zero())
 }
 
-/// A random-walk steering state: a heading that turns at a slowly drifting rate.
+/// A random-walk steering state: a heading held for a random number of inputs, then
+/// a random turn.
 ///
-/// The turn rate itself drifts at random, so paths curve and wind instead of
-/// jittering in place: the server sees avatars that move like players, spread over
-/// the world, rather than all standing still or all walking in a straight line.
+/// Players hold a direction key for a while and then change it; they do not steer a
+/// little on every frame. Holding the heading also means the avatar moves exactly as
+/// its clients predict between turns, which is what the delta snapshots are built for.
 #[derive(Debug, Clone)]
 pub struct Wander {
     heading: f32,
-    turn: f32,
+    hold: u32,
     rng: SmallRng,
 }
 
@@ -178,18 +182,18 @@ impl Wander {
     pub fn new(seed: u64) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
         let heading = rng.random_range(0.0..std::f32::consts::TAU);
-        Self {
-            heading,
-            turn: 0.0,
-            rng,
-        }
+        let hold = rng.random_range(HOLD_STEPS);
+        Self { heading, hold, rng }
     }
 
     /// The next movement direction, of unit length.
     pub fn next_direction(&mut self) -> Vec2 {
-        self.turn = (self.turn + self.rng.random_range(-TURN_JITTER..=TURN_JITTER))
-            .clamp(-MAX_TURN, MAX_TURN);
-        self.heading = (self.heading + self.turn).rem_euclid(std::f32::consts::TAU);
+        if self.hold == 0 {
+            self.heading = (self.heading + self.rng.random_range(-MAX_TURN..=MAX_TURN))
+                .rem_euclid(std::f32::consts::TAU);
+            self.hold = self.rng.random_range(HOLD_STEPS);
+        }
+        self.hold -= 1;
         Vec2::from_angle(self.heading)
     }
 }
@@ -245,19 +249,28 @@ mod tests {
     }
 
     #[test]
-    fn walk_directions_are_unit_and_change_smoothly() {
+    fn walk_holds_a_heading_then_turns_at_most_90_degrees() {
         let mut w = Wander::new(42);
         let mut prev = w.next_direction();
-        let mut turned = 0.0f32;
-        for _ in 0..1000 {
+        let (mut turns, mut run, mut longest) = (0, 1, 0);
+        for _ in 0..3000 {
             let d = w.next_direction();
             assert!((d.length() - 1.0).abs() < 1e-5, "{d}");
             let angle = prev.angle_to(d).abs();
             assert!(angle <= MAX_TURN + 1e-4, "turned {angle} rad in one step");
-            turned += angle;
+            if d == prev {
+                run += 1;
+            } else {
+                assert!(run >= *HOLD_STEPS.start(), "held only {run} steps");
+                longest = longest.max(run);
+                turns += 1;
+                run = 1;
+            }
             prev = d;
         }
-        assert!(turned > 1.0, "the walk never turns");
+        assert!(longest <= *HOLD_STEPS.end());
+        // 3000 steps at 10 to 60 per heading: between 50 and 300 turns.
+        assert!((50..=300).contains(&turns), "{turns} turns");
     }
 
     #[test]
