@@ -10,19 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tickcast::shared::{DisconnectReason, SUBPROTOCOL};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn status(addr: std::net::SocketAddr, path: &str) -> u16 {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    out[9..12].parse().unwrap()
+    http(addr, "GET", path, "").await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

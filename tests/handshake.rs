@@ -11,34 +11,15 @@ use common::*;
 use tickcast::shared::SUBPROTOCOL;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    out
-}
-
 #[tokio::test]
 async fn routes_health_and_not_found() {
     let server = start(config()).await;
-    assert!(http_get(server.addr, "/healthz")
-        .await
-        .starts_with("HTTP/1.1 200"));
-    assert!(http_get(server.addr, "/nope")
-        .await
-        .starts_with("HTTP/1.1 404"));
-    let metrics = http_get(server.addr, "/metrics").await;
-    assert!(metrics.starts_with("HTTP/1.1 200") && metrics.contains("tickcast_ticks_total"));
+    assert_eq!(http(server.addr, "GET", "/healthz", "").await.0, 200);
+    assert_eq!(http(server.addr, "GET", "/nope", "").await.0, 404);
+    let (status, metrics) = http(server.addr, "GET", "/metrics", "").await;
+    assert!(status == 200 && metrics.contains("tickcast_ticks_total"));
     // A plain GET on /ws is not an upgrade.
-    assert!(http_get(server.addr, "/ws")
-        .await
-        .starts_with("HTTP/1.1 400"));
+    assert_eq!(http(server.addr, "GET", "/ws", "").await.0, 400);
     server.stop().await.unwrap();
 }
 

@@ -8,26 +8,7 @@ mod common;
 use common::*;
 use futures_util::SinkExt;
 use tickcast::shared::DisconnectReason;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
 
 /// The value of the first sample line that starts with `prefix`.
 fn sample(text: &str, prefix: &str) -> f64 {
@@ -56,7 +37,7 @@ async fn metrics_count_ticks_per_room_rejections_and_closes() {
         DisconnectReason::InvalidPayload.code()
     );
 
-    let (status, text) = http_get(server.addr, "/metrics").await;
+    let (status, text) = http(server.addr, "GET", "/metrics", "").await;
     assert_eq!(status, 200);
     let ticks = sample(
         &text,
@@ -91,11 +72,11 @@ async fn readyz_turns_503_at_the_connection_limit() {
     let mut c = config();
     c.max_connections = 1;
     let server = start(c).await;
-    assert_eq!(http_get(server.addr, "/readyz").await.0, 200);
-    assert_eq!(http_get(server.addr, "/healthz").await.0, 200);
+    assert_eq!(http(server.addr, "GET", "/readyz", "").await.0, 200);
+    assert_eq!(http(server.addr, "GET", "/healthz", "").await.0, 200);
     let mut only = connect(&server.ws_url("lobby")).await;
     hello(&mut only, "only").await;
-    let (status, body) = http_get(server.addr, "/readyz").await;
+    let (status, body) = http(server.addr, "GET", "/readyz", "").await;
     assert_eq!((status, body.trim()), (503, "at the connection limit"));
     let err = connect_with(
         &server.ws_url("lobby"),
@@ -106,7 +87,7 @@ async fn readyz_turns_503_at_the_connection_limit() {
     .unwrap_err();
     assert_eq!(refused_status(&err), 503);
     assert_eq!(
-        http_get(server.addr, "/healthz").await.0,
+        http(server.addr, "GET", "/healthz", "").await.0,
         200,
         "alive while not ready"
     );
