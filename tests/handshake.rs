@@ -46,14 +46,7 @@ async fn subprotocol_is_negotiated_or_refused_with_400() {
         .unwrap();
     connect_with(&url, Some(SUBPROTOCOL), None).await.unwrap();
     // Bad room names are refused before upgrading.
-    assert_eq!(
-        refused_status(
-            &connect_with(&server.ws_url("a%20b"), Some(SUBPROTOCOL), None)
-                .await
-                .unwrap_err()
-        ),
-        400
-    );
+    assert_eq!(refused(&server.ws_url("a%20b")).await, 400);
     server.stop().await.unwrap();
 }
 
@@ -98,10 +91,7 @@ async fn a_full_room_refuses_with_409_and_other_rooms_still_join() {
     let mut b = connect(&url).await;
     hello(&mut a, "a").await;
     hello(&mut b, "b").await;
-    let err = connect_with(&url, Some(SUBPROTOCOL), None)
-        .await
-        .unwrap_err();
-    assert_eq!(refused_status(&err), 409);
+    assert_eq!(refused(&url).await, 409);
     let mut other = connect(&server.ws_url("other")).await;
     hello(&mut other, "c").await;
     // Both players keep playing.

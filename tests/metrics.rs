@@ -78,14 +78,7 @@ async fn readyz_turns_503_at_the_connection_limit() {
     hello(&mut only, "only").await;
     let (status, body) = http(server.addr, "GET", "/readyz", "").await;
     assert_eq!((status, body.trim()), (503, "at the connection limit"));
-    let err = connect_with(
-        &server.ws_url("lobby"),
-        Some(tickcast::shared::SUBPROTOCOL),
-        None,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(refused_status(&err), 503);
+    assert_eq!(refused(&server.ws_url("lobby")).await, 503);
     assert_eq!(
         http(server.addr, "GET", "/healthz", "").await.0,
         200,

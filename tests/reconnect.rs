@@ -170,10 +170,7 @@ async fn a_player_resumes_into_a_room_its_own_held_seat_fills() {
     drop(ws);
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The held seat fills the room: a plain connection is refused at the handshake...
-    let full = connect_with(&url, Some(tickcast::shared::SUBPROTOCOL), None)
-        .await
-        .unwrap_err();
-    assert_eq!(refused_status(&full), 409);
+    assert_eq!(refused(&url).await, 409);
     // ...but with the resume hint the Hello decides, and the token gets the seat back.
     let mut back = connect(&format!("{url}&resume=1")).await;
     hello_resume(&mut back, welcome.session_token).await;

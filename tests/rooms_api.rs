@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use tickcast::shared::{DisconnectReason, SUBPROTOCOL};
+use tickcast::shared::DisconnectReason;
 
 #[tokio::test]
 async fn create_list_inspect_delete() {
@@ -184,10 +184,7 @@ async fn matchmaking_fills_the_fullest_room_through_single_use_tickets() {
     );
 
     // Its last seat is held for the ticket: a plain join is refused, the next match goes to b.
-    let full = connect_with(&server.ws_url(&a), Some(SUBPROTOCOL), None)
-        .await
-        .unwrap_err();
-    assert_eq!(refused_status(&full), 409);
+    assert_eq!(refused(&server.ws_url(&a)).await, 409);
     let (_, m2) = http_json(addr, "POST", "/matchmake", "").await;
     assert_eq!(m2["room"].as_str(), Some(b.as_str()));
 
@@ -196,36 +193,14 @@ async fn matchmaking_fills_the_fullest_room_through_single_use_tickets() {
     let mut second = connect(&url).await;
     hello(&mut second, "second").await;
     recv_snapshot(&mut second).await;
-    assert_eq!(
-        refused_status(
-            &connect_with(&url, Some(SUBPROTOCOL), None)
-                .await
-                .unwrap_err()
-        ),
-        403,
-        "single use"
-    );
+    assert_eq!(refused(&url).await, 403, "single use");
     let wrong_room = format!(
         "ws://{addr}/ws?room={a}&ticket={}",
         m2["ticket"].as_str().unwrap()
     );
-    assert_eq!(
-        refused_status(
-            &connect_with(&wrong_room, Some(SUBPROTOCOL), None)
-                .await
-                .unwrap_err()
-        ),
-        403
-    );
+    assert_eq!(refused(&wrong_room).await, 403);
     let made_up = format!("ws://{addr}/ws?room={b}&ticket=00112233445566778899aabbccddeeff");
-    assert_eq!(
-        refused_status(
-            &connect_with(&made_up, Some(SUBPROTOCOL), None)
-                .await
-                .unwrap_err()
-        ),
-        403
-    );
+    assert_eq!(refused(&made_up).await, 403);
     let (_, room_a) = http_json(addr, "GET", &format!("/rooms/{a}"), "").await;
     assert_eq!(room_a["players"].as_u64(), Some(2));
     server.stop().await.unwrap();
@@ -242,25 +217,10 @@ async fn an_unused_ticket_expires_and_frees_its_seat() {
     let (_, m) = http_json(addr, "POST", "/matchmake", "").await;
     assert_eq!(m["room"].as_str(), Some(id.as_str()));
     assert_eq!(m["expires_in_ms"].as_u64(), Some(300));
-    assert_eq!(
-        refused_status(
-            &connect_with(&server.ws_url(&id), Some(SUBPROTOCOL), None)
-                .await
-                .unwrap_err()
-        ),
-        409
-    );
+    assert_eq!(refused(&server.ws_url(&id)).await, 409);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await; // ttl plus a sweep
     let url = format!("ws://{addr}{}", m["url"].as_str().unwrap());
-    assert_eq!(
-        refused_status(
-            &connect_with(&url, Some(SUBPROTOCOL), None)
-                .await
-                .unwrap_err()
-        ),
-        403,
-        "expired"
-    );
+    assert_eq!(refused(&url).await, 403, "expired");
     let mut ws = connect(&server.ws_url(&id)).await;
     hello(&mut ws, "takes-the-seat").await;
     server.stop().await.unwrap();

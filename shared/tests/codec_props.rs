@@ -368,6 +368,14 @@ fn server_same_bits(a: &ServerMsg, b: &ServerMsg) -> bool {
 
 // ------------------------------------------------------------------ properties
 
+/// Runs the bytes through every decoder; a property using it asserts only that none panics.
+fn decode_with_every_decoder(bytes: &[u8]) {
+    let _ = decode::<ClientMsg>(bytes, MAX);
+    let _ = decode_client(bytes, MAX);
+    let _ = decode::<ServerMsg>(bytes, MAX);
+    let _ = decode_server(bytes);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -604,10 +612,7 @@ proptest! {
     /// Random bytes never panic any decoder (the result may be Ok or Err).
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        let _ = decode::<ClientMsg>(&bytes, MAX);
-        let _ = decode_client(&bytes, MAX);
-        let _ = decode::<ServerMsg>(&bytes, MAX);
-        let _ = decode_server(&bytes);
+        decode_with_every_decoder(&bytes);
     }
 
     /// Random bodies behind a valid variant index reach deeper into the decoders.
@@ -618,10 +623,7 @@ proptest! {
     ) {
         let mut bytes = vec![variant];
         bytes.extend_from_slice(&body);
-        let _ = decode::<ClientMsg>(&bytes, MAX);
-        let _ = decode_client(&bytes, MAX);
-        let _ = decode::<ServerMsg>(&bytes, MAX);
-        let _ = decode_server(&bytes);
+        decode_with_every_decoder(&bytes);
     }
 
     /// Any single-byte change of a valid encoding never panics; the message decodes or not.
@@ -634,10 +636,7 @@ proptest! {
         let mut bytes = m.encode();
         let i = at.index(bytes.len());
         bytes[i] = byte;
-        let _ = decode::<ClientMsg>(&bytes, MAX);
-        let _ = decode_client(&bytes, MAX);
-        let _ = decode::<ServerMsg>(&bytes, MAX);
-        let _ = decode_server(&bytes);
+        decode_with_every_decoder(&bytes);
     }
 
     /// Every single-byte change of one small message, exhaustively over positions.

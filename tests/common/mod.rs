@@ -106,6 +106,15 @@ pub fn refused_status(err: &tungstenite::Error) -> u16 {
     }
 }
 
+/// The HTTP status a handshake to `url` (offering `tickcast.v1`) is refused with.
+/// Panics if the upgrade succeeds.
+pub async fn refused(url: &str) -> u16 {
+    match connect_with(url, Some(SUBPROTOCOL), None).await {
+        Ok(_) => panic!("{url}: the upgrade was accepted"),
+        Err(e) => refused_status(&e),
+    }
+}
+
 pub async fn send(ws: &mut Ws, msg: &ClientMsg) {
     ws.send(Message::Binary(encode_to_vec(msg).unwrap().into()))
         .await
