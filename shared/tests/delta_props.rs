@@ -278,6 +278,10 @@ fn reference_apply(
     held: &[QEntity],
     s: &Snapshot,
 ) -> Result<Vec<QEntity>, ()> {
+    // Ticks start at 1 (PROTOCOL.md, Keyframes): a tick-0 snapshot never fits.
+    if s.tick == 0 {
+        return Err(());
+    }
     let keyframe = s.base_tick == 0;
     let mut base: Vec<QEntity> = if keyframe {
         if !s.removed.is_empty() || !s.changed.is_empty() {
