@@ -36,6 +36,7 @@ use tickcast_shared::{
     codec, ClientMsg, DisconnectReason, Hello, ServerMsg, SessionToken, Snapshot, Welcome,
     PROTOCOL_VERSION, SUBPROTOCOL,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::task::AbortOnDropHandle;
@@ -44,6 +45,7 @@ use tracing::Instrument;
 use crate::error::ClientError;
 use crate::reassembly::{FragmentError, Reassembly};
 use crate::session::Session;
+use crate::tls::TlsTrust;
 
 /// Largest server message accepted, all fragments counted. Snapshots of a big world
 /// are far larger than what a server accepts from players; this matches the most the
@@ -71,7 +73,8 @@ type SharedWriter = Arc<Mutex<WsWrite>>;
 /// Where and as whom to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectOptions {
-    /// `ws://host:port/ws?room=NAME`; without `room` the server's default room is joined.
+    /// `ws://host:port/ws?room=NAME` (or `wss://` for TLS); without `room` the server's
+    /// default room is joined.
     pub url: String,
     /// Player name sent in `Hello`.
     pub name: String,
@@ -84,6 +87,8 @@ pub struct ConnectOptions {
     /// several loopback addresses this way, because each local address has only the
     /// ephemeral port range to give (see [`crate::placement`]).
     pub local_ip: Option<IpAddr>,
+    /// Certificate authorities trusted for `wss://` (default: the public web PKI).
+    pub tls: TlsTrust,
 }
 
 impl ConnectOptions {
@@ -95,6 +100,7 @@ impl ConnectOptions {
             origin: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             local_ip: None,
+            tls: TlsTrust::default(),
         }
     }
 }
@@ -181,7 +187,8 @@ impl Connection {
     /// for `Welcome`, all within `opts.connect_timeout`.
     ///
     /// # Errors
-    /// [`ClientError::InvalidUrl`] for a URL that is not `ws://`;
+    /// [`ClientError::InvalidUrl`] for a URL that is not `ws://` or `wss://`;
+    /// [`ClientError::Tls`] when the server's certificate is not trusted;
     /// [`ClientError::HttpStatus`] when the server refuses the upgrade (400, 403, 409, ...);
     /// [`ClientError::SubprotocolMismatch`] when the 101 does not select `tickcast.v1`;
     /// [`ClientError::Closed`] when the server closes instead of welcoming us;
@@ -387,7 +394,25 @@ async fn open_within(
     let tcp = open_tcp(&target.addr, opts.local_ip).await?;
     // Inputs are tiny and latency is the point; never wait to coalesce them.
     tcp.set_nodelay(true)?;
+    if target.tls {
+        let tls = opts.tls.connect(&target.tls_host, tcp).await?;
+        join(opts, target, resume, tls).await
+    } else {
+        join(opts, target, resume, tcp).await
+    }
+}
 
+/// The WebSocket upgrade, `Hello` and `Welcome` on an open stream (TCP, or TLS over
+/// TCP for `wss://`); past the upgrade the stream's type is erased.
+async fn join<S>(
+    opts: &ConnectOptions,
+    target: &Target,
+    resume: Option<SessionToken>,
+    stream: S,
+) -> Result<Opened, ClientError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut request = Request::builder()
         .method("GET")
         .uri(&target.path_and_query)
@@ -404,7 +429,7 @@ async fn open_within(
         .body(Empty::<Bytes>::new())
         .map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
 
-    let (mut ws, response) = handshake::client(&TokioExecutor::new(), request, tcp).await?;
+    let (mut ws, response) = handshake::client(&TokioExecutor::new(), request, stream).await?;
     // fastwebsockets checks the status and the Upgrade/Connection headers only.
     check_subprotocol(response.headers())?;
     // fastwebsockets refuses frames whose length is >= this value.
@@ -675,9 +700,13 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// The parts of a `ws://` URL a connection needs.
+/// The parts of a `ws://` or `wss://` URL a connection needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
+    /// `wss://`: TLS before the upgrade.
+    tls: bool,
+    /// The host the server's certificate must name (an IPv6 address without brackets).
+    tls_host: String,
     /// `host:port` for `TcpStream::connect` (a hostname is resolved there).
     addr: String,
     /// The `Host` header: the URL's authority as written.
@@ -717,28 +746,34 @@ impl Target {
         let uri: Uri = url
             .parse()
             .map_err(|e| ClientError::InvalidUrl(format!("{url}: {e}")))?;
-        match uri.scheme_str() {
-            Some("ws") => {}
-            Some("wss") => {
+        let tls = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") => true,
+            _ => {
                 return Err(ClientError::InvalidUrl(format!(
-                    "{url}: wss:// (TLS) is not supported by this client yet"
+                    "{url}: expected ws:// or wss://"
                 )))
             }
-            _ => return Err(ClientError::InvalidUrl(format!("{url}: expected ws://"))),
-        }
+        };
         let authority = uri
             .authority()
             .ok_or_else(|| ClientError::InvalidUrl(format!("{url}: no host")))?;
         if authority.as_str().contains('@') || authority.host().is_empty() {
             return Err(ClientError::InvalidUrl(format!("{url}: bad host")));
         }
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let room = uri
             .query()
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("room=")))
             .unwrap_or_default()
             .to_owned();
         Ok(Target {
+            tls,
+            tls_host: authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             addr: format!("{}:{port}", authority.host()),
             host_header: authority.as_str().to_owned(),
             path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
@@ -767,6 +802,19 @@ mod tests {
         let t = Target::parse("ws://[::1]:9000").expect("valid");
         assert_eq!(t.addr, "[::1]:9000");
         assert_eq!(t.path_and_query, "/");
+        assert!(!t.tls);
+
+        let t = Target::parse("wss://game.example/ws?room=r").expect("valid");
+        assert!(t.tls);
+        assert_eq!(t.addr, "game.example:443");
+        assert_eq!(t.tls_host, "game.example");
+        assert_eq!(t.host_header, "game.example");
+
+        let t = Target::parse("wss://[::1]:8443/ws").expect("valid");
+        assert_eq!(
+            (t.addr.as_str(), t.tls_host.as_str()),
+            ("[::1]:8443", "::1")
+        );
     }
 
     #[test]
@@ -794,7 +842,7 @@ mod tests {
     fn bad_urls() {
         for url in [
             "http://h/ws",
-            "wss://h/ws",
+            "https://h/ws",
             "h:80/ws",
             "ws://u@h/ws",
             "not a url",

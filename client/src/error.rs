@@ -10,7 +10,8 @@ use tickcast_shared::{DecodeError, EncodeError};
 /// Why a connection could not be made or could not go on.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The URL is not a `ws://host[:port]/path[?room=NAME]` URL this client can use.
+    /// The URL is not a `ws://` or `wss://host[:port]/path[?room=NAME]` URL this client
+    /// can use.
     #[error("invalid url: {0}")]
     InvalidUrl(String),
     /// The upgrade request could not be built (a header value that is not valid HTTP).
@@ -75,6 +76,14 @@ pub enum ClientError {
         /// The local address asked for.
         local: std::net::IpAddr,
     },
+    /// The TLS handshake of a `wss://` connection failed: the server's certificate is
+    /// not trusted or does not name the host, or the server sent a TLS alert. Not a
+    /// connection loss: asking again gets the same answer.
+    #[error("TLS: {0}")]
+    Tls(rustls::Error),
+    /// The TLS trust settings could not be built (an unreadable or empty CA file).
+    #[error("TLS setup: {0}")]
+    TlsSetup(String),
     /// A socket read or write failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -141,6 +150,10 @@ impl ClientError {
             Self::ConnectionLost => "connection lost".into(),
             Self::Bind { source, .. } => format!("bind: {}", source.kind()),
             Self::AddressFamily { .. } => "address family".into(),
+            // rustls' messages are short and fixed ("invalid peer certificate:
+            // UnknownIssuer"), so they group well.
+            Self::Tls(e) => format!("tls: {e}"),
+            Self::TlsSetup(_) => "tls setup".into(),
             // The ErrorKind is still low-cardinality, and "connection refused" vs
             // "connection reset" is what an operator needs to tell apart.
             Self::Io(e) => format!("io: {}", e.kind()),

@@ -25,6 +25,7 @@ pub mod reconnect;
 pub mod report;
 pub mod session;
 pub mod swarm;
+pub mod tls;
 
 pub use behaviour::{Behaviour, BehaviourKind};
 pub use connection::{ConnectOptions, Connection, Event};
@@ -34,3 +35,4 @@ pub use reconnect::{Backoff, ReconnectPolicy, ReconnectingConnection, SessionEve
 pub use report::{merge, MergeError, Percentiles, Report};
 pub use session::{Session, SessionStats, SnapshotMetrics};
 pub use swarm::{run_swarm, run_swarm_with_progress, SwarmConfig};
+pub use tls::TlsTrust;

@@ -32,6 +32,7 @@ use crate::placement::{self, PlacementError, Rooms};
 use crate::progress::Progress;
 use crate::reconnect::{ReconnectPolicy, ReconnectingConnection, SessionEvent};
 use crate::report::{new_histogram, record, Histograms, Report, Totals};
+use crate::tls::TlsTrust;
 
 /// How often each bot pings.
 pub const PING_INTERVAL: Duration = Duration::from_secs(1);
@@ -52,7 +53,7 @@ const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SwarmConfig {
-    /// Server URL, `ws://host:port/ws?room=NAME`.
+    /// Server URL, `ws://host:port/ws?room=NAME` (or `wss://`).
     pub url: String,
     /// Number of bots.
     pub bots: usize,
@@ -81,6 +82,8 @@ pub struct SwarmConfig {
     pub source_addrs: Option<usize>,
     /// How a bot whose connection is lost reconnects; `None`: it does not, and ends.
     pub reconnect: Option<ReconnectPolicy>,
+    /// Certificate authorities trusted for `wss://` URLs.
+    pub tls: TlsTrust,
 }
 
 impl Default for SwarmConfig {
@@ -102,6 +105,7 @@ impl Default for SwarmConfig {
             room_prefix: None,
             source_addrs: None,
             reconnect: Some(ReconnectPolicy::default()),
+            tls: TlsTrust::default(),
         }
     }
 }
@@ -372,6 +376,7 @@ impl Bot {
             origin: self.config.origin.clone(),
             connect_timeout: self.config.connect_timeout,
             local_ip: self.local_ip,
+            tls: self.config.tls.clone(),
         };
         let connect_started = std::time::Instant::now();
         let connected = tokio::select! {

@@ -4,6 +4,7 @@
 //! plain struct so tests build one with `Config::default()` and change a field.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -26,6 +27,15 @@ pub struct Config {
     /// Address to listen on for HTTP and WebSocket (`GET /ws?room=NAME`).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// PEM certificate chain (leaf first): serve `wss://` and `https://` instead of
+    /// `ws://` and `http://` on `--listen`. Needs `--tls-key`.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Simulation ticks per second of every room; one snapshot per player per tick.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -157,5 +167,13 @@ mod tests {
         assert_eq!(c.allow_origins, ["https://a.example", "*"]);
         assert_eq!(c.idle_timeout, Duration::from_millis(500));
         assert!(Config::try_parse_from(["x", "--tick-rate", "0"]).is_err());
+        // A certificate without its key (or the reverse) is a usage error, not a
+        // silently plain-text server.
+        assert!(Config::try_parse_from(["x", "--tls-cert", "c.pem"]).is_err());
+        assert!(Config::try_parse_from(["x", "--tls-key", "k.pem"]).is_err());
+        let tls = Config::try_parse_from(["x", "--tls-cert", "c.pem", "--tls-key", "k.pem"])
+            .expect("both given");
+        assert_eq!(tls.tls_cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(d.tls_cert, None);
     }
 }

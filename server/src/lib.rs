@@ -53,6 +53,8 @@ pub struct ServerCtx {
     pub shutdown: CancellationToken,
     /// Every task the server spawns, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Present when the server speaks TLS (`--tls-cert`, `--tls-key`).
+    pub tls: Option<net::tls::TlsConfig>,
 }
 
 impl ServerCtx {
@@ -84,13 +86,18 @@ pub async fn run(
 /// up to `--shutdown-grace` for the close frames to go out, and returns.
 ///
 /// # Errors
-/// Only if the listener's address cannot be read.
+/// If the TLS certificate or key cannot be loaded, or the listener's address cannot be
+/// read; both before anything is served.
 pub async fn run_until(
     listener: TcpListener,
     config: Config,
     drain: CancellationToken,
     force: CancellationToken,
 ) -> anyhow::Result<()> {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(net::tls::load(cert, key)?),
+        _ => None,
+    };
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
     let tasks = TaskTracker::new();
@@ -110,8 +117,15 @@ pub async fn run_until(
         draining: drain.clone(),
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
+        tls,
     });
-    info!(addr = %listener.local_addr()?, tick_rate = ctx.config.tick_rate, npcs = ctx.config.npcs, "listening");
+    info!(
+        addr = %listener.local_addr()?,
+        scheme = if ctx.tls.is_some() { "wss" } else { "ws" },
+        tick_rate = ctx.config.tick_rate,
+        npcs = ctx.config.npcs,
+        "listening"
+    );
     let acceptor = tokio::spawn(accept(listener, Arc::clone(&ctx)));
     tasks.spawn(sweep_tickets(Arc::clone(&ctx)));
 
@@ -182,8 +196,15 @@ async fn accept(listener: TcpListener, ctx: Arc<ServerCtx>) {
                         warn!(error = %e, "cannot set the send buffer size");
                     }
                 }
-                ctx.tasks
-                    .spawn(net::http::serve(stream, peer, Arc::clone(&ctx)));
+                match ctx.tls.clone() {
+                    None => ctx
+                        .tasks
+                        .spawn(net::http::serve(stream, peer, Arc::clone(&ctx))),
+                    Some(tls) => {
+                        ctx.tasks
+                            .spawn(net::http::serve_tls(tls, stream, peer, Arc::clone(&ctx)))
+                    }
+                };
             }
             Err(e) => {
                 // Usually out of file descriptors: back off briefly instead of spinning.

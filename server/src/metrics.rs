@@ -21,6 +21,8 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     /// Upgrade requests refused with an HTTP status.
     pub handshakes_refused: AtomicU64,
+    /// TLS handshakes that failed or timed out (only with `--tls-cert`).
+    pub tls_handshakes_failed: AtomicU64,
     /// Rooms open now.
     pub rooms_open: AtomicU64,
     /// Players in rooms now.
@@ -180,6 +182,12 @@ impl Metrics {
             "counter",
             "Upgrade requests refused with an HTTP error.",
             &self.handshakes_refused,
+        );
+        put(
+            "tls_handshakes_failed_total",
+            "counter",
+            "TLS handshakes that failed or timed out.",
+            &self.tls_handshakes_failed,
         );
         put("rooms_open", "gauge", "Rooms open.", &self.rooms_open);
         put("players", "gauge", "Players in rooms.", &self.players);

@@ -7,3 +7,4 @@ pub mod assembler;
 pub mod connection;
 pub mod handshake;
 pub mod http;
+pub mod tls;

@@ -15,7 +15,7 @@ use tickcast_client::progress::progress_line;
 use tickcast_client::{
     merge, run_swarm_with_progress, BehaviourKind, Progress, ReconnectPolicy, Report,
 };
-use tickcast_client::{run_swarm, SwarmConfig};
+use tickcast_client::{run_swarm, SwarmConfig, TlsTrust};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -58,7 +58,7 @@ enum Command {
 /// Flags of a load run (no subcommand).
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Server WebSocket URL; add `?room=NAME` to pick a room.
+    /// Server WebSocket URL, `ws://` or `wss://`; add `?room=NAME` to pick a room.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
     /// Number of bots.
@@ -107,6 +107,10 @@ struct RunArgs {
     /// More than the server's `--reconnect-grace` (default 10s) only gets close 4008.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     reconnect_budget: Duration,
+    /// For `wss://`: also trust the CA certificate(s) in this PEM file, e.g. a test
+    /// server's self-signed certificate. The public web PKI is always trusted.
+    #[arg(long, value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
 }
 
 /// Flags of `tickcast-bots merge`.
@@ -143,6 +147,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let tls = match &args.ca_cert {
+        Some(path) => TlsTrust::with_ca_pem_file(path).context("--ca-cert")?,
+        None => TlsTrust::public_roots(),
+    };
     let config = SwarmConfig {
         url: args.url,
         bots: args.bots,
@@ -160,6 +168,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             budget: args.reconnect_budget,
             ..ReconnectPolicy::default()
         }),
+        tls,
     };
     // Refuse bad room names now rather than as thousands of failed connects.
     config.rooms().context("--rooms / --room-prefix")?;

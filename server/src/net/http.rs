@@ -21,17 +21,50 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tickcast_shared::SUBPROTOCOL;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use super::handshake::{self, Refusal};
+use super::tls::TlsConfig;
 use super::{api, connection};
 use crate::ServerCtx;
 
 type Body = Full<Bytes>;
 
-/// Serves HTTP on one TCP connection until it closes, upgrades, or the server stops.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
+/// Completes the TLS handshake on one TCP connection, then serves HTTP on it as
+/// [`serve`] does. The handshake must finish within `--handshake-timeout`; a failed or
+/// stalled one (a plain-text client on a TLS port, an untrusted certificate, a port
+/// scanner) is counted and the connection dropped, affecting no one else.
+pub async fn serve_tls(tls: TlsConfig, stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
+    let accept = TlsAcceptor::from(tls).accept(stream);
+    let handshake = tokio::time::timeout(ctx.config.handshake_timeout, accept);
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                ctx.metrics.tls_handshakes_failed.fetch_add(1, Relaxed);
+                debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                ctx.metrics.tls_handshakes_failed.fetch_add(1, Relaxed);
+                debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        () = ctx.shutdown.cancelled() => return,
+    };
+    serve(stream, peer, ctx).await;
+}
+
+/// Serves HTTP on one connection (plain TCP, or TLS after [`serve_tls`]) until it
+/// closes, upgrades, or the server stops.
+pub async fn serve<S>(stream: S, peer: SocketAddr, ctx: Arc<ServerCtx>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = {
         let ctx = Arc::clone(&ctx);
         service_fn(move |req| route(req, peer, Arc::clone(&ctx)))
