@@ -10,7 +10,8 @@
 #
 # Usage: benches/load.sh [SIZES...]            e.g. benches/load.sh 100 200 500 1000
 # Environment: ROOMS (1), NPCS (100), TICK_RATE (30), DURATION (15s), RAMP (3s),
-#              PORT (18181), BEHAVIOUR (random-walk), VIEW_RADIUS (0)
+#              PORT (18181), BEHAVIOUR (random-walk), VIEW_RADIUS (0),
+#              TLS (0; 1 serves wss:// with a fresh self-signed certificate made by openssl)
 # Only ever targets 127.0.0.1; every run is bounded by DURATION and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,24 +26,39 @@ RAMP=${RAMP:-3s}
 PORT=${PORT:-18181}
 BEHAVIOUR=${BEHAVIOUR:-random-walk}
 VIEW_RADIUS=${VIEW_RADIUS:-0}
+TLS=${TLS:-0}
 
 cargo build --release --bins --quiet
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 out=$(mktemp -d)
 trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$out"' EXIT
 
+server_tls=()
+bots_url="ws://127.0.0.1:$PORT/ws"
+bots_tls=()
+if [ "$TLS" = 1 ]; then
+  # Not a CA certificate: rustls refuses a CA certificate as the server's own.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -addext basicConstraints=critical,CA:FALSE \
+    -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
+  server_tls=(--tls-cert "$out/cert.pem" --tls-key "$out/key.pem")
+  bots_url="wss://localhost:$PORT/ws"
+  bots_tls=(--ca-cert "$out/cert.pem")
+fi
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 clk=$(getconf CLK_TCK)
 
-printf '# rooms=%s npcs=%s tick_rate=%s duration=%s ramp=%s behaviour=%s view_radius=%s\n' \
-  "$ROOMS" "$NPCS" "$TICK_RATE" "$DURATION" "$RAMP" "$BEHAVIOUR" "$VIEW_RADIUS"
+printf '# rooms=%s npcs=%s tick_rate=%s duration=%s ramp=%s behaviour=%s view_radius=%s tls=%s\n' \
+  "$ROOMS" "$NPCS" "$TICK_RATE" "$DURATION" "$RAMP" "$BEHAVIOUR" "$VIEW_RADIUS" "$TLS"
 printf '%6s %10s %9s %9s %9s %12s %8s %11s %4s\n' \
   bots snap/s gap_p99 rtt_p99 cpu_s/s us/plyr/tick rss_MB KiB/bot/s ok
 for n in "${SIZES[@]}"; do
   per_room=$(( (n + ROOMS - 1) / ROOMS + 8 ))
   ./target/release/tickcast-server --listen "127.0.0.1:$PORT" --npcs "$NPCS" --tick-rate "$TICK_RATE" \
     --max-players "$per_room" --max-connections $(( n + 100 )) --view-radius "$VIEW_RADIUS" \
-    >"$out/server-$n.log" 2>&1 &
+    "${server_tls[@]}" >"$out/server-$n.log" 2>&1 &
   server=$!
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
@@ -50,7 +66,7 @@ for n in "${SIZES[@]}"; do
   done
   cpu0=$(cpu_ticks "$server")
   t0=$(date +%s.%N)
-  ./target/release/tickcast-bots --url "ws://127.0.0.1:$PORT/ws" --bots "$n" --rooms "$ROOMS" \
+  ./target/release/tickcast-bots --url "$bots_url" "${bots_tls[@]}" --bots "$n" --rooms "$ROOMS" \
     --duration "$DURATION" --ramp "$RAMP" --behaviour "$BEHAVIOUR" --json "$out/bots-$n.json" \
     >/dev/null 2>"$out/bots-$n.err" || true
   t1=$(date +%s.%N)

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tickcast::shared::DisconnectReason;
+use tickcast::shared::{ClientMsg, DisconnectReason, Hello, ServerMsg, PROTOCOL_VERSION};
 
 async fn status(addr: std::net::SocketAddr, path: &str) -> u16 {
     http(addr, "GET", path, "").await.0
@@ -85,4 +85,70 @@ async fn the_drain_ends_when_the_last_player_leaves() {
         began.elapsed() < Duration::from_secs(5),
         "stopped soon after the last player left"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_player_resumes_during_the_drain_but_nobody_new_gets_in() {
+    let mut c = config();
+    c.drain_timeout = Duration::from_secs(3);
+    let server = start(c).await;
+    let (addr, url) = (server.addr, server.ws_url("blip"));
+    let mut player = connect(&url).await;
+    let welcome = hello(&mut player, "blip").await;
+    recv_snapshot(&mut player).await;
+
+    let stopping = tokio::spawn(server.stop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(status(addr, "/readyz").await, 503);
+    drop(player); // the network drops it mid-drain, without a close frame
+
+    // Back with its token: the match is still running, so it gets its avatar back.
+    let resume_url = format!("{url}&resume=1");
+    let mut back = connect(&resume_url).await;
+    send(
+        &mut back,
+        &ClientMsg::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            name: "blip".into(),
+            room: String::new(),
+            resume: Some(welcome.session_token),
+        }),
+    )
+    .await;
+    match recv(&mut back).await {
+        ServerMsg::Welcome(w) => assert_eq!(
+            (w.player_id, w.entity_id),
+            (welcome.player_id, welcome.entity_id)
+        ),
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+    assert_eq!(
+        recv_snapshot(&mut back).await.base_tick,
+        0,
+        "a keyframe first"
+    );
+
+    // The hint is not a way in: without a token the Hello is refused with 1001, and
+    // a plain join is refused at the handshake.
+    let mut stranger = connect(&resume_url).await;
+    hello_expecting_close(&mut stranger).await;
+    assert_eq!(refused(&url).await, 503);
+
+    let (code, _) = expect_close(&mut back).await;
+    assert_eq!(code, DisconnectReason::GoingAway.code());
+    stopping.await.unwrap().unwrap();
+}
+
+async fn hello_expecting_close(ws: &mut Ws) {
+    send(
+        ws,
+        &ClientMsg::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            name: "stranger".into(),
+            room: String::new(),
+            resume: None,
+        }),
+    )
+    .await;
+    assert_eq!(expect_close(ws).await.0, DisconnectReason::GoingAway.code());
 }

@@ -170,7 +170,13 @@ fn upgrade(
     peer: SocketAddr,
     ctx: &Arc<ServerCtx>,
 ) -> Result<Response<Body>, Refusal> {
-    if ctx.draining.is_cancelled() || ctx.shutdown.is_cancelled() {
+    // A resuming player's own held seat would make its room look full; its Hello (with
+    // the secret token) decides instead, and the room still refuses a fresh join when full.
+    // For the same reason a resume may come in while the server drains: its match is
+    // still running, and a network blip must not cost the player its place in it. A
+    // fresh join through the hint is refused by the Hello (close 1001).
+    let resuming = handshake::query_param(req.uri().query(), "resume").is_some();
+    if ctx.shutdown.is_cancelled() || (ctx.draining.is_cancelled() && !resuming) {
         return Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "server is shutting down",
@@ -184,9 +190,6 @@ fn upgrade(
     }
     let room = handshake::check(req.headers(), req.uri().query(), &ctx.origins)?;
     let ticket = handshake::query_param(req.uri().query(), "ticket").map(str::to_owned);
-    // A resuming player's own held seat would make its room look full; its Hello (with
-    // the secret token) decides instead, and the room still refuses a fresh join when full.
-    let resuming = handshake::query_param(req.uri().query(), "resume").is_some();
     if ticket.is_none() && !resuming {
         match ctx.rooms.get(&room) {
             // Seats held by matchmaking tickets count as taken.
