@@ -1,5 +1,5 @@
-//! Frame cost: encoding and decoding each protocol message, and writing a snapshot
-//! frame through fastwebsockets to an in-memory sink.
+//! Frame cost: encoding and decoding each protocol message, writing a snapshot frame
+//! through fastwebsockets to an in-memory sink, and applying a snapshot on the client.
 
 use std::hint::black_box;
 
@@ -9,7 +9,7 @@ use glam::Vec2;
 use tickcast::shared::codec::{
     decode_client, decode_server, encode_into, encode_snapshot_body, write_snapshot,
 };
-use tickcast::shared::delta::{diff, DeltaBody, QEntity};
+use tickcast::shared::delta::{diff, DeltaBody, QEntity, World};
 use tickcast::shared::{
     ClientMsg, EntityKind, Hello, Input, Ping, Pong, ServerMsg, Snapshot, Welcome,
 };
@@ -189,5 +189,40 @@ fn snapshot_frame(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, codec, snapshot_frame);
+/// Client-side cost of a snapshot: applying it to the world the client holds (what
+/// every bot does for every snapshot, so it bounds how many bots one process runs).
+fn apply(c: &mut Criterion) {
+    let mut group = c.benchmark_group("apply");
+    for n in [100u32, 1_100, 10_000] {
+        let base = entities(n);
+        let mut body = DeltaBody::default();
+        diff(None, 90_000, &base, &mut body);
+        let mut held = World::default();
+        held.apply(&Snapshot {
+            tick: 90_000,
+            base_tick: 0,
+            last_input_seq: 0,
+            removed: Vec::new(),
+            changed: Vec::new(),
+            added: body.added.clone(),
+        })
+        .expect("keyframe applies");
+        for (name, snapshot) in snapshots(n) {
+            group.throughput(Throughput::Elements(u64::from(n)));
+            // The same snapshot over and over on one world, as a client applies one per
+            // tick with its buffers warm: rewinding the held tick makes the delta fit
+            // again (the positions drift, which costs the same).
+            let mut world = held.clone();
+            group.bench_function(BenchmarkId::from_parameter(&name), |b| {
+                b.iter(|| {
+                    world.tick = Some(90_000);
+                    world.apply(black_box(&snapshot)).expect("applies");
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, codec, snapshot_frame, apply);
 criterion_main!(benches);

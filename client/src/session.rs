@@ -8,6 +8,7 @@
 //! state with a hand-made clock and the bot swarm can read the same figures that a
 //! game would use for reconciliation.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use glam::Vec2;
@@ -82,6 +83,11 @@ pub struct Session {
     /// The world as reconstructed from keyframes and deltas.
     world: World,
     quantizer: Quantizer,
+    /// Where [`Session::entity`] last found what it was asked for. A game asks for its
+    /// own avatar every frame, and ids keep their order, so the index is usually still
+    /// right: one look instead of a binary search through a world that is mostly out
+    /// of cache by then (a bot process holds a thousand of them).
+    entity_hint: Cell<usize>,
 }
 
 impl Session {
@@ -102,6 +108,7 @@ impl Session {
             world: World::default(),
             quantizer: Quantizer::new(welcome_quantum(&welcome), welcome.tick_rate),
             welcome,
+            entity_hint: Cell::new(0),
         }
     }
 
@@ -121,12 +128,19 @@ impl Session {
 
     /// One entity of the reconstructed world, in world units.
     pub fn entity(&self, id: u32) -> Option<EntityState> {
-        let i = self
-            .world
-            .entities
-            .binary_search_by_key(&id, |e| e.id)
-            .ok()?;
-        Some(self.quantizer.dequantize(&self.world.entities[i]))
+        let entities = &self.world.entities;
+        let hinted = entities
+            .get(self.entity_hint.get())
+            .filter(|e| e.id == id);
+        let found = match hinted {
+            Some(e) => e,
+            None => {
+                let i = entities.binary_search_by_key(&id, |e| e.id).ok()?;
+                self.entity_hint.set(i);
+                &entities[i]
+            }
+        };
+        Some(self.quantizer.dequantize(found))
     }
 
     /// The server's answer to our `Hello`.
@@ -316,11 +330,13 @@ pub fn naive_snapshot_bytes(snapshot: &Snapshot, entities: &[QEntity]) -> u64 {
         + varint(snapshot.tick)
         + varint(u64::from(snapshot.last_input_seq))
         + varint(entities.len() as u64);
-    header
-        + entities
-            .iter()
-            .map(|e| varint(u64::from(e.id)) + 1 + 16)
-            .sum::<u64>()
+    // Entities are sorted by id, so the ids of each varint length form a run: count the
+    // runs with two binary searches instead of visiting every entity of every snapshot.
+    let one_byte = entities.partition_point(|e| e.id <= 250);
+    let three_bytes = entities.partition_point(|e| e.id <= 0xffff) - one_byte;
+    let five_bytes = entities.len() - one_byte - three_bytes;
+    let id_bytes = one_byte as u64 + 3 * three_bytes as u64 + 5 * five_bytes as u64;
+    header + id_bytes + (1 + 16) * entities.len() as u64
 }
 
 #[cfg(test)]
@@ -350,6 +366,40 @@ mod tests {
             changed: Vec::new(),
             added: Vec::new(),
         }
+    }
+
+    #[test]
+    fn entity_lookup_follows_the_world_as_ids_shift() {
+        use tickcast_shared::{Added, EntityKind};
+        let t0 = Instant::now();
+        let mut s = Session::new(welcome(), t0);
+        let add = |id_gap| Added {
+            id_gap,
+            kind: EntityKind::Npc,
+            pos: [16 * id_gap as i32, 0],
+            vel: [0, 0],
+        };
+        // Ids 1, 5, 7 (gaps 1, 3, 1).
+        let key = Snapshot {
+            added: vec![add(1), add(3), add(1)],
+            ..snap(10, 0)
+        };
+        s.handle_snapshot(t0, &key).unwrap();
+        assert_eq!(s.entity(7).unwrap().id, 7);
+        // Id 3 joins before it: 7 moves from index 2 to 3, and the lookup follows.
+        let delta = Snapshot {
+            base_tick: 10,
+            added: vec![add(3)],
+            ..snap(11, 0)
+        };
+        s.handle_snapshot(t0, &delta).unwrap();
+        let ids: Vec<u32> = s.world().entities.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [1, 3, 5, 7]);
+        for id in [7, 1, 7, 3, 5, 5] {
+            assert_eq!(s.entity(id).unwrap().id, id);
+        }
+        assert_eq!(s.entity(4), None);
+        assert_eq!(s.entity(8), None);
     }
 
     #[test]
@@ -410,7 +460,7 @@ mod tests {
     #[test]
     fn naive_size_matches_the_encoding_of_full_snapshots() {
         use tickcast_shared::{codec::encode_to_vec, EntityKind, EntityState};
-        let entities: Vec<QEntity> = [0u32, 250, 251, 70_000]
+        let entities: Vec<QEntity> = [0u32, 250, 251, 65_535, 65_536, 70_000]
             .iter()
             .map(|&id| QEntity {
                 id,
