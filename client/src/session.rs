@@ -129,9 +129,7 @@ impl Session {
     /// One entity of the reconstructed world, in world units.
     pub fn entity(&self, id: u32) -> Option<EntityState> {
         let entities = &self.world.entities;
-        let hinted = entities
-            .get(self.entity_hint.get())
-            .filter(|e| e.id == id);
+        let hinted = entities.get(self.entity_hint.get()).filter(|e| e.id == id);
         let found = match hinted {
             Some(e) => e,
             None => {
