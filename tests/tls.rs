@@ -22,7 +22,9 @@ use tickcast::client::{
 use tickcast::shared::SUBPROTOCOL;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::{self, pki_types::ServerName, ClientConfig, RootCertStore};
+use tokio_rustls::rustls::{
+    self, pki_types::ServerName, CertificateError, ClientConfig, RootCertStore,
+};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::Connector;
@@ -137,13 +139,7 @@ async fn https_get(server: &TestServer, pki: &Pki, path: &str) -> (u16, String) 
         .await
         .unwrap()
         .unwrap();
-    let out = String::from_utf8_lossy(&out).to_string();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    parse_response(&out)
 }
 
 #[tokio::test]
@@ -257,12 +253,7 @@ async fn the_client_refuses_a_certificate_it_cannot_trust() {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            err,
-            ClientError::Tls(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer
-            ))
-        ),
+        matches!(certificate_error(&err), CertificateError::UnknownIssuer),
         "{err:?}"
     );
     assert!(
@@ -278,14 +269,20 @@ async fn the_client_refuses_a_certificate_it_cannot_trust() {
         .unwrap_err();
     assert!(
         matches!(
-            err,
-            ClientError::Tls(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForNameContext { .. }
-            ))
+            certificate_error(&err),
+            CertificateError::NotValidForNameContext { .. }
         ),
         "{err:?}"
     );
     server.stop().await.unwrap();
+}
+
+/// The certificate complaint inside a client error; panics on any other error.
+fn certificate_error(err: &ClientError) -> &CertificateError {
+    match err {
+        ClientError::Tls(rustls::Error::InvalidCertificate(e)) => e,
+        other => panic!("expected a certificate error, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

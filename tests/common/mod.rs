@@ -196,9 +196,14 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u1
         .await
         .unwrap()
         .unwrap();
-    let out = String::from_utf8_lossy(&out).to_string();
-    let status = out[9..12].parse().unwrap();
-    let body = out
+    parse_response(&out)
+}
+
+/// The status and body of a whole HTTP/1.1 response (`Connection: close`, read to EOF).
+pub fn parse_response(raw: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(raw);
+    let status = text[9..12].parse().unwrap();
+    let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
