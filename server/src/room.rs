@@ -149,19 +149,17 @@ impl<G: Game, O: SnapshotOutlet> Room<G, O> {
         let player_id = self.next_player_id;
         self.next_player_id += 1;
         let entity = self.game.spawn_player();
-        self.players.insert(
-            player_id,
-            PlayerSlot {
-                entity,
-                inbox: Arc::default(),
-                last_applied_seq: 0,
-                outlet: None,
-                token,
-                generation: 0,
-                detached_at: None,
-            },
-        );
-        Ok(self.attach(player_id, outlet))
+        let params = self.welcome_params();
+        let slot = self.players.entry(player_id).or_insert(PlayerSlot {
+            entity,
+            inbox: Arc::default(),
+            last_applied_seq: 0,
+            outlet: None,
+            token,
+            generation: 0,
+            detached_at: None,
+        });
+        Ok(attach(slot, player_id, outlet, params))
     }
 
     /// Takes a disconnected (or still connected) player back on a new connection: same
@@ -170,50 +168,24 @@ impl<G: Game, O: SnapshotOutlet> Room<G, O> {
     /// # Errors
     /// [`JoinError::UnknownSession`] if no player holds `token`.
     pub fn resume(&mut self, token: &SessionToken, outlet: O) -> Result<Joined, JoinError> {
-        let player_id = self
+        let params = self.welcome_params();
+        let (player_id, slot) = self
             .players
-            .iter()
+            .iter_mut()
             .find(|(_, slot)| slot.token == *token)
-            .map(|(id, _)| *id)
             .ok_or(JoinError::UnknownSession)?;
-        Ok(self.attach(player_id, outlet))
+        Ok(attach(slot, *player_id, outlet, params))
     }
 
-    /// Connects `outlet` to an existing slot as its newest connection.
-    fn attach(&mut self, player_id: PlayerId, outlet: O) -> Joined {
-        let (tick_rate, tick, world_size, quantum) = (
-            self.tick_rate,
-            self.tick,
-            self.game.world_size(),
-            self.quantizer.quantum,
-        );
-        let slot = self
-            .players
-            .get_mut(&player_id)
-            .expect("attach is called with a present player");
-        slot.generation += 1;
-        slot.outlet = Some(outlet);
-        slot.detached_at = None;
-        slot.last_applied_seq = 0;
-        slot.inbox = Arc::default();
-        let welcome = Welcome {
-            protocol_version: PROTOCOL_VERSION,
-            player_id,
-            entity_id: slot.entity,
-            tick_rate,
-            server_tick: tick,
-            world_size,
-            session_token: slot.token,
-            pos_quantum: quantum,
-        };
-        Joined {
-            player_id,
-            welcome,
-            inbox: Arc::clone(&slot.inbox),
-            generation: slot.generation,
+    /// What every `Welcome` of this room says about the room itself.
+    fn welcome_params(&self) -> WelcomeParams {
+        WelcomeParams {
+            tick_rate: self.tick_rate,
+            server_tick: self.tick,
+            world_size: self.game.world_size(),
+            pos_quantum: self.quantizer.quantum,
         }
     }
-
     /// Removes a player and its entity, if `generation` is its current connection
     /// (a leave from a connection that was since replaced by a resume is ignored).
     /// Returns whether the player was removed.
@@ -326,6 +298,47 @@ impl<G: Game, O: SnapshotOutlet> Room<G, O> {
     /// The entity a player controls.
     pub fn entity_of(&self, player: PlayerId) -> Option<EntityId> {
         self.players.get(&player).map(|s| s.entity)
+    }
+}
+
+/// The room's part of a `Welcome`, read before a player's slot is borrowed.
+#[derive(Debug, Clone, Copy)]
+struct WelcomeParams {
+    tick_rate: u16,
+    server_tick: u64,
+    world_size: glam::Vec2,
+    pos_quantum: f32,
+}
+
+/// Connects `outlet` to a player's slot as its newest connection. Takes the slot
+/// itself, found by the caller, so there is no second lookup that could miss.
+fn attach<O>(
+    slot: &mut PlayerSlot<O>,
+    player_id: PlayerId,
+    outlet: O,
+    params: WelcomeParams,
+) -> Joined {
+    // Compared for equality only; wrapping keeps a peer that resumes forever harmless.
+    slot.generation = slot.generation.wrapping_add(1);
+    slot.outlet = Some(outlet);
+    slot.detached_at = None;
+    slot.last_applied_seq = 0;
+    slot.inbox = Arc::default();
+    let welcome = Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        player_id,
+        entity_id: slot.entity,
+        tick_rate: params.tick_rate,
+        server_tick: params.server_tick,
+        world_size: params.world_size,
+        session_token: slot.token,
+        pos_quantum: params.pos_quantum,
+    };
+    Joined {
+        player_id,
+        welcome,
+        inbox: Arc::clone(&slot.inbox),
+        generation: slot.generation,
     }
 }
 
