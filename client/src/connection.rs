@@ -32,6 +32,7 @@ use hyper::header::{
 use hyper::upgrade::Upgraded;
 use hyper::{Request, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tickcast_shared::websocket::{Close, DataFrame, FragmentError, MessageKind, Reassembly};
 use tickcast_shared::{
     codec, ClientMsg, DisconnectReason, Hello, ServerMsg, SessionToken, Snapshot, Welcome,
     PROTOCOL_VERSION, SUBPROTOCOL,
@@ -43,7 +44,6 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use crate::error::ClientError;
-use crate::reassembly::{FragmentError, Reassembly};
 use crate::session::Session;
 use crate::tls::TlsTrust;
 
@@ -528,27 +528,36 @@ async fn read_loop(mut read: WsRead, writer: SharedWriter, events: mpsc::Sender<
             Err(e) => break Inbound::Failed(read_failed(&writer, e).await),
         };
         let at = Instant::now();
-        let delivered = match frame.opcode {
-            OpCode::Close => {
-                let (code, reason) = parse_close(&frame.payload);
-                break Inbound::Closed { code, reason };
-            }
-            OpCode::Ping | OpCode::Pong => continue,
-            OpCode::Binary | OpCode::Text if frame.fin && !fragments.in_progress() => {
-                deliver(frame.opcode, &frame.payload, at)
-            }
-            _ => match fragments.push(frame.opcode, frame.fin, &frame.payload) {
-                Ok(Some(opcode)) => deliver(opcode, fragments.message(), at),
-                Ok(None) => continue,
-                Err(FragmentError::TooBig { len, max }) => Err((
-                    DisconnectReason::MessageTooBig,
-                    ClientError::MessageTooBig { len, max },
-                )),
-                Err(FragmentError::OutOfOrder) => Err((
-                    DisconnectReason::ProtocolError,
-                    ClientError::Protocol("fragments out of order".into()),
-                )),
+        let data = match frame.opcode {
+            OpCode::Close => match Close::parse(&frame.payload) {
+                Ok(close) => {
+                    break Inbound::Closed {
+                        code: close.code.unwrap_or(NO_STATUS),
+                        reason: close.reason.to_owned(),
+                    }
+                }
+                Err(e) => {
+                    close_with(&writer, e.reason()).await;
+                    break Inbound::Failed(ClientError::Protocol(e.to_string()));
+                }
             },
+            OpCode::Ping | OpCode::Pong => continue,
+            OpCode::Binary => DataFrame::Binary,
+            OpCode::Text => DataFrame::Text,
+            OpCode::Continuation => DataFrame::Continuation,
+        };
+        let delivered = match fragments.push(data, frame.fin, &frame.payload) {
+            Ok(Some((kind, message))) => deliver(kind, message, at),
+            Ok(None) => continue,
+            Err(e) => Err((
+                e.reason(),
+                match e {
+                    FragmentError::TooBig { len, max } => ClientError::MessageTooBig { len, max },
+                    FragmentError::OutOfOrder => {
+                        ClientError::Protocol("fragments out of order".into())
+                    }
+                },
+            )),
         };
         match delivered {
             Ok(inbound) => {
@@ -569,11 +578,11 @@ async fn read_loop(mut read: WsRead, writer: SharedWriter, events: mpsc::Sender<
 
 /// Decodes one whole message.
 fn deliver(
-    opcode: OpCode,
+    kind: MessageKind,
     payload: &[u8],
     at: Instant,
 ) -> Result<Inbound, (DisconnectReason, ClientError)> {
-    if opcode != OpCode::Binary {
+    if kind != MessageKind::Binary {
         return Err((
             DisconnectReason::TextFrame,
             ClientError::Protocol("text frame".into()),
@@ -653,17 +662,9 @@ async fn write_msg(
     Ok(())
 }
 
-/// Code and reason of a close frame's payload; 1005 ("no status") when it has none.
-/// fastwebsockets has already refused a 1-byte payload and a reason that is not UTF-8.
-fn parse_close(payload: &[u8]) -> (u16, String) {
-    match payload {
-        [hi, lo, reason @ ..] => (
-            u16::from_be_bytes([*hi, *lo]),
-            String::from_utf8_lossy(reason).into_owned(),
-        ),
-        _ => (1005, String::new()),
-    }
-}
+/// The code reported for a close frame without one (RFC 6455 section 7.1.5); it is
+/// never sent on the wire.
+const NO_STATUS: u16 = 1005;
 
 /// Checks that the 101 response selected our subprotocol.
 fn check_subprotocol(headers: &HeaderMap) -> Result<(), ClientError> {
@@ -852,15 +853,6 @@ mod tests {
                 "{url}"
             );
         }
-    }
-
-    #[test]
-    fn close_payloads() {
-        assert_eq!(
-            parse_close(&[0x03, 0xE9, b'b', b'y', b'e']),
-            (1001, "bye".to_owned())
-        );
-        assert_eq!(parse_close(&[]), (1005, String::new()));
     }
 
     #[test]

@@ -20,7 +20,6 @@ pub mod connection;
 pub mod error;
 pub mod placement;
 pub mod progress;
-pub mod reassembly;
 pub mod reconnect;
 pub mod report;
 pub mod session;

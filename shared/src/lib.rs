@@ -1,10 +1,12 @@
 //! tickcast-shared: the wire protocol, with no I/O.
 //!
 //! Everything a server and a client must agree on lives here: the message types
-//! ([`message`]), quantisation and snapshot deltas ([`delta`]), the one codec entry point with its size limits ([`codec`]), the
-//! close codes a connection can end with ([`close`]), and the validation rules for
-//! the text a peer sends ([`validate`]). There is no tokio and no socket in this
-//! crate, so tests, benches and any client (native or a WASM build) can use it as is.
+//! ([`message`]), quantisation and snapshot deltas ([`delta`]), the one codec entry
+//! point with its size limits ([`codec`]), the close codes a connection can end with
+//! ([`close`]), the validation rules for the text a peer sends ([`validate`]), and the
+//! WebSocket message rules both ends apply above the frame parser ([`websocket`]).
+//! There is no tokio and no socket in this crate, so tests, benches and any client
+//! (native or a WASM build) can use it as is.
 //!
 //! `docs/PROTOCOL.md` at the repository root is the normative description of the
 //! bytes these types produce.
@@ -14,6 +16,7 @@ pub mod codec;
 pub mod delta;
 pub mod message;
 pub mod validate;
+pub mod websocket;
 
 pub use close::DisconnectReason;
 pub use codec::{decode, decode_client, decode_server, encode_into, DecodeError, EncodeError};

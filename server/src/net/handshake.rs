@@ -65,15 +65,7 @@ impl OriginPolicy {
     }
 }
 
-/// The value of `name` in a query string (`a=1&name=value`), if present. Values are
-/// taken as they are (tickcast's values never need percent-decoding).
-pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
-    query?
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
+pub use tickcast_shared::websocket::query_param;
 
 /// Reads the room from the query string (`room=NAME`, default `lobby`).
 ///
