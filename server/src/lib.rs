@@ -3,7 +3,8 @@
 //! The I/O-free core decides behaviour: [`game`] (rules, the demo [`game::Arena`]),
 //! [`room`] (players, inputs, one quantised frame per tick), [`snapshot`] (each
 //! player's delta against what it holds), [`grid`] (areas of interest), [`schedule`]
-//! (when ticks are due), [`limits`] (rate limiting). The async shell moves bytes: [`net`] (HTTP,
+//! (when ticks are due), [`limits`] (rate limiting), [`session`] (one connection's protocol
+//! rules: hello, order, limits, deadlines). The async shell moves bytes: [`net`] (HTTP,
 //! upgrade, reader and writer per connection), [`rooms`] (the registry and one tick
 //! task per room), [`slot`] (the latest-wins hand-off from a room to a writer).
 //!
@@ -18,6 +19,7 @@ pub mod net;
 pub mod room;
 pub mod rooms;
 pub mod schedule;
+pub mod session;
 pub mod slot;
 pub mod snapshot;
 pub mod tickets;

@@ -1,15 +1,16 @@
 //! One player's WebSocket connection: a reader task and a writer task.
 //!
-//! The reader decodes client messages, enforces the limits (message size over all
-//! fragments, message rate, hello and idle timeouts, message order) and stores inputs
-//! in the room's inbox. The writer is the only one that writes to the socket: reliable
+//! The reader hands every frame to the connection's protocol [`Session`] (I/O-free:
+//! it decides message order, size and rate limits, and the hello and idle deadlines)
+//! and carries out what it asks: join the room, store an input in the room's inbox,
+//! queue a pong. The writer is the only one that writes to the socket: reliable
 //! messages (welcome, pongs) from a small bounded queue, the newest snapshot from the
 //! player's latest-wins slot, and keepalive pings. Either side ends the connection by
 //! recording a `Cause` in the shared `Closer`; the writer then sends the matching
 //! close frame, so every disconnect the server decides carries a code and a reason.
 //!
 //! `read_frame` is not cancel-safe, so it never sits in a `select!`: the reader is its
-//! own task, bounded by `timeout` (after which the connection is dropped, so a half-read
+//! own task, bounded by the session's deadline (after which the connection is dropped, so a half-read
 //! frame does not matter), and is aborted once the writer has sent the close frame and
 //! the peer had a moment to answer.
 
@@ -23,20 +24,18 @@ use fastwebsockets::{
 };
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tickcast_shared::codec::{decode_client, encode_into};
-use tickcast_shared::{
-    validate, ClientMsg, DisconnectReason, Hello, Pong, ServerMsg, Welcome, PROTOCOL_VERSION,
-};
+use tickcast_shared::codec::encode_into;
+use tickcast_shared::websocket::{may_be_sent, DataFrame};
+use tickcast_shared::{DisconnectReason, Pong, ServerMsg, Welcome};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, field, Instrument, Span};
 
-use super::assembler::{Assembler, FrameKind};
-use crate::limits::TokenBucket;
 use crate::room::{InputInbox, PlayerId};
 use crate::rooms::{JoinRefused, RoomHandle, Seat};
+use crate::session::{End, FrameIn, Limits, Request, Session};
 use crate::slot::{slot, SlotReceiver, SlotSender};
 use crate::snapshot::{PlayerSnapshot, SnapshotEncoder};
 use crate::ServerCtx;
@@ -62,6 +61,15 @@ enum Cause {
 struct Closer {
     cause: OnceLock<Cause>,
     token: CancellationToken,
+}
+
+impl From<End> for Cause {
+    fn from(end: End) -> Self {
+        match end {
+            End::Server(reason) => Cause::Server(reason),
+            End::Peer(code) => Cause::Peer(code),
+        }
+    }
 }
 
 impl Closer {
@@ -175,20 +183,21 @@ pub async fn serve(
     .await;
 }
 
-/// Where the reader is in the protocol.
-enum Session {
-    AwaitHello {
-        deadline: Instant,
-        /// The seat a matchmaking ticket reserved, used up by the join.
-        seat: Option<Seat>,
-    },
-    Playing {
+/// Where the reader is, beyond what the protocol [`Session`] tracks: the seat before
+/// the join, and the player's room membership after it.
+enum Membered {
+    /// Not in a room yet; the seat a matchmaking ticket reserved, used up by the join.
+    Outside(Option<Seat>),
+    /// In the room.
+    Inside {
         inbox: Arc<InputInbox>,
-        last_seq: u32,
         membership: Membership,
     },
 }
 
+/// Reads frames and hands them to the protocol [`Session`], carrying out what it
+/// asks. The session's one deadline bounds each read; a read that times out is not
+/// resumed (the connection closes), so `read_frame`'s lack of cancel safety is harmless.
 async fn read_loop(
     mut rx: WebSocketRead<ReadHalf<Io>>,
     ctx: Arc<ServerCtx>,
@@ -198,17 +207,8 @@ async fn read_loop(
     slot_tx: SlotSender,
     seat: Option<Seat>,
 ) {
-    let config = &ctx.config;
-    let mut assembler = Assembler::new(config.max_message_bytes);
-    let mut bucket = TokenBucket::new(
-        config.max_messages_per_sec,
-        config.max_messages_per_sec,
-        Instant::now().into_std(),
-    );
-    let mut session = Session::AwaitHello {
-        deadline: Instant::now() + config.hello_timeout,
-        seat,
-    };
+    let mut session = Session::new(room, Limits::from(ctx.config.as_ref()), now());
+    let mut member = Membered::Outside(seat);
     let pong_out = out.clone();
     // Called by fastwebsockets with the pong it owes the peer for each ping.
     let mut send_fn = move |frame: Frame<'_>| {
@@ -216,141 +216,126 @@ async fn read_loop(
         std::future::ready(queued.map_err(|_| "reliable queue full"))
     };
     let cause = loop {
-        let deadline = match &session {
-            Session::AwaitHello { deadline, .. } => *deadline,
-            Session::Playing { .. } => Instant::now() + config.idle_timeout,
-        };
+        let deadline = Instant::from_std(session.poll_timeout());
         let frame = match timeout_at(deadline, rx.read_frame(&mut send_fn)).await {
             Ok(Ok(frame)) => frame,
             Ok(Err(e)) => break cause_of(&e),
-            Err(_elapsed) => {
-                break Cause::Server(match session {
-                    Session::AwaitHello { .. } => DisconnectReason::HelloTimeout,
-                    Session::Playing { .. } => DisconnectReason::IdleTimeout,
-                })
-            }
+            Err(_elapsed) => match session.handle_timeout(now()) {
+                Ok(()) => continue,
+                Err(end) => break Cause::from(end),
+            },
         };
-        let kind = match frame.opcode {
-            OpCode::Close => break Cause::Peer(close_code(&frame.payload)),
-            OpCode::Ping | OpCode::Pong => continue,
-            OpCode::Binary => FrameKind::Binary,
-            OpCode::Text => FrameKind::Text,
-            OpCode::Continuation => FrameKind::Continuation,
+        let input = match frame.opcode {
+            OpCode::Close => FrameIn::Close(&frame.payload),
+            OpCode::Ping | OpCode::Pong => FrameIn::Control,
+            OpCode::Binary => data_frame(DataFrame::Binary, frame.fin, &frame.payload),
+            OpCode::Text => data_frame(DataFrame::Text, frame.fin, &frame.payload),
+            OpCode::Continuation => data_frame(DataFrame::Continuation, frame.fin, &frame.payload),
         };
-        let bytes = match assembler.push(kind, frame.fin, &frame.payload) {
-            Ok(Some(bytes)) => bytes,
+        let request = match session.handle_frame(now(), input) {
+            Ok(Some(request)) => request,
             Ok(None) => continue,
-            Err(reason) => break Cause::Server(reason),
-        };
-        if !bucket.try_take(Instant::now().into_std()) {
-            break Cause::Server(DisconnectReason::RateLimited);
-        }
-        let msg = match decode_client(bytes, config.max_message_bytes) {
-            Ok(msg) => msg,
-            Err(e) => {
-                debug!(error = %e, "undecodable message");
-                break Cause::Server(DisconnectReason::InvalidPayload);
+            Err(end) => {
+                if end.is_rejection() {
+                    ctx.metrics.inputs_rejected.fetch_add(1, Relaxed);
+                }
+                break Cause::from(end);
             }
         };
         ctx.metrics.messages_received.fetch_add(1, Relaxed);
-        match handle_message(msg, &mut session, &ctx, &room, &out, &slot_tx, &closer).await {
-            Ok(()) => {}
-            Err(reason) => break Cause::Server(reason),
+        let done = carry_out(
+            request,
+            &mut session,
+            &mut member,
+            &ctx,
+            &out,
+            &slot_tx,
+            &closer,
+        );
+        if let Err(end) = done.await {
+            break Cause::from(end);
         }
     };
-    if let Cause::Server(reason) = cause {
-        if matches!(
-            reason,
-            DisconnectReason::InvalidPayload
-                | DisconnectReason::MessageTooBig
-                | DisconnectReason::RateLimited
-                | DisconnectReason::UnexpectedMessage
-                | DisconnectReason::TextFrame
-        ) {
-            ctx.metrics.inputs_rejected.fetch_add(1, Relaxed);
-        }
-    }
     closer.close(cause);
 }
 
-/// Applies one decoded message to the session.
-async fn handle_message(
-    msg: ClientMsg,
+fn data_frame(frame: DataFrame, fin: bool, payload: &[u8]) -> FrameIn<'_> {
+    FrameIn::Data {
+        frame,
+        fin,
+        payload,
+    }
+}
+
+/// The clock sessions read: passed in, never read inside them.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// Does what the session asked for one message.
+async fn carry_out(
+    request: Request,
     session: &mut Session,
+    member: &mut Membered,
     ctx: &ServerCtx,
-    room: &str,
     out: &mpsc::Sender<Outbound>,
     slot_tx: &SlotSender,
     closer: &Arc<Closer>,
-) -> Result<(), DisconnectReason> {
-    match (msg, &mut *session) {
-        (ClientMsg::Hello(hello), Session::AwaitHello { seat, .. }) => {
-            check_hello(&hello, room)?;
+) -> Result<(), End> {
+    match (request, &mut *member) {
+        (Request::Join(hello), Membered::Outside(seat)) => {
+            let room = session.room();
             let joining = match hello.resume {
                 Some(token) => ctx.rooms.resume(room, token, slot_tx.clone()).await,
                 None => ctx.rooms.join(room, slot_tx.clone(), seat.take()).await,
             };
-            let (handle, joined) = joining.map_err(|e| match e {
-                JoinRefused::Full | JoinRefused::TooManyRooms => DisconnectReason::RoomFull,
-                JoinRefused::ShuttingDown => DisconnectReason::GoingAway,
-                JoinRefused::UnknownSession | JoinRefused::NoSuchRoom => {
-                    DisconnectReason::SessionExpired
-                }
-            })?;
+            let (handle, joined) = match joining {
+                Ok(joined) => joined,
+                Err(e) => return session.handle_joined(Err(refusal_reason(e))),
+            };
             Span::current().record("player", joined.player_id);
             debug!(name = %hello.name, entity = joined.welcome.entity_id, resumed = hello.resume.is_some(), "joined");
-            watch_room(&handle, closer, &ctx.shutdown);
-            send(out, Outbound::Welcome(joined.welcome))?;
-            *session = Session::Playing {
+            // Membership first: from here on, however the connection ends, the room hears.
+            let membership = Membership {
+                room: handle,
+                player: joined.player_id,
+                generation: joined.generation,
+                closer: Arc::clone(closer),
+            };
+            session.handle_joined(Ok(()))?;
+            watch_room(&membership.room, closer, &ctx.shutdown);
+            send(out, Outbound::Welcome(joined.welcome)).map_err(End::Server)?;
+            *member = Membered::Inside {
                 inbox: joined.inbox,
-                last_seq: 0,
-                membership: Membership {
-                    room: handle,
-                    player: joined.player_id,
-                    generation: joined.generation,
-                    closer: Arc::clone(closer),
-                },
+                membership,
             };
             Ok(())
         }
-        (
-            ClientMsg::Input(input),
-            Session::Playing {
-                inbox, last_seq, ..
-            },
-        ) => {
-            if input.seq <= *last_seq {
-                return Err(DisconnectReason::UnexpectedMessage);
-            }
-            if !input.movement.is_finite() {
-                return Err(DisconnectReason::InvalidPayload);
-            }
-            *last_seq = input.seq;
+        (Request::Input(input), Membered::Inside { inbox, .. }) => {
             inbox.put(input);
             ctx.metrics.inputs_received.fetch_add(1, Relaxed);
             Ok(())
         }
-        (ClientMsg::Ping(ping), Session::Playing { membership, .. }) => send(
+        (Request::Pong { nonce }, Membered::Inside { membership, .. }) => send(
             out,
             Outbound::Pong(Pong {
-                nonce: ping.nonce,
+                nonce,
                 server_tick: membership.room.current_tick(),
             }),
-        ),
-        // A second hello, or anything but hello first.
-        _ => Err(DisconnectReason::UnexpectedMessage),
+        )
+        .map_err(End::Server),
+        // The session asks for a join only outside a room, and for the rest only inside.
+        _ => Err(End::Server(DisconnectReason::InternalError)),
     }
 }
 
-fn check_hello(hello: &Hello, room: &str) -> Result<(), DisconnectReason> {
-    if hello.protocol_version != PROTOCOL_VERSION {
-        return Err(DisconnectReason::VersionMismatch);
+/// The close reason for a join the registry refused.
+fn refusal_reason(e: JoinRefused) -> DisconnectReason {
+    match e {
+        JoinRefused::Full | JoinRefused::TooManyRooms => DisconnectReason::RoomFull,
+        JoinRefused::ShuttingDown => DisconnectReason::GoingAway,
+        JoinRefused::UnknownSession | JoinRefused::NoSuchRoom => DisconnectReason::SessionExpired,
     }
-    if validate::player_name(&hello.name).is_err() || !(hello.room.is_empty() || hello.room == room)
-    {
-        return Err(DisconnectReason::InvalidHello);
-    }
-    Ok(())
 }
 
 /// Ends this connection with `RoomClosed` if its room ends while the server runs on.
@@ -374,20 +359,13 @@ fn send(out: &mpsc::Sender<Outbound>, msg: Outbound) -> Result<(), DisconnectRea
         .map_err(|_| DisconnectReason::SlowConsumer)
 }
 
-/// The code of a close frame's payload; `None` when the peer gave none (or a malformed one).
-fn close_code(payload: &[u8]) -> Option<u16> {
-    match payload {
-        [a, b, ..] => Some(u16::from_be_bytes([*a, *b])),
-        _ => None,
-    }
-}
-
 /// The code to answer a peer's close with: its own when it is one a peer may send
 /// (RFC 6455 section 7.4), otherwise 1002.
 fn echoable(code: u16) -> u16 {
-    match code {
-        1000..=1003 | 1007..=1011 | 3000..=4999 => code,
-        _ => DisconnectReason::ProtocolError.code(),
+    if may_be_sent(code) {
+        code
+    } else {
+        DisconnectReason::ProtocolError.code()
     }
 }
 
