@@ -41,7 +41,13 @@ pub struct Config {
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub tick_rate: u16,
 
-    /// NPCs in each new Arena room.
+    /// The game of rooms created on demand (by joining a room that does not exist, or
+    /// by matchmaking): a name the server registers (`arena` in `tickcast-server`).
+    #[arg(long, default_value = "arena")]
+    pub game: String,
+
+    /// NPCs in each new room (the Arena's wandering bodies; other games read it as
+    /// they see fit).
     #[arg(long, default_value_t = 64)]
     pub npcs: u32,
 

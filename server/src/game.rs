@@ -5,8 +5,16 @@
 //! step, and what the world looks like. The room ([`crate::room`]) calls these at each
 //! tick; the game never sees a socket, a clock or a byte. A developer hosting their own
 //! game implements this trait; [`Arena`] is the demo game.
+//!
+//! A server hosts games it was not compiled around: [`Games`] maps names to factories,
+//! and each room asks it for a fresh game of the kind the room was created with
+//! (`--game`, or `"game"` in `POST /rooms`).
 
 mod arena;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
 pub use arena::{Arena, ArenaConfig};
 
@@ -60,4 +68,129 @@ pub const DEFAULT_POS_QUANTUM: f32 = 1.0 / 16.0;
 /// predicts the motion without error.
 pub fn snap_step(vel: Vec2, dt: f32, quantum: f32) -> Vec2 {
     (vel * dt / quantum).round() * quantum
+}
+
+/// What a room tells its game's factory: the room options a game may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GameOptions {
+    /// NPCs (or whatever the game populates its world with) the room asked for.
+    pub npcs: u32,
+    /// Seed of the game's randomness (`--seed`): the same seed gives the same world.
+    pub seed: u64,
+}
+
+/// Makes a fresh game for a new room.
+pub type GameFactory = Arc<dyn Fn(&GameOptions) -> Box<dyn Game> + Send + Sync>;
+
+/// The games a server hosts, by name.
+#[derive(Clone, Default)]
+pub struct Games {
+    factories: BTreeMap<String, GameFactory>,
+}
+
+impl fmt::Debug for Games {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.factories.keys()).finish()
+    }
+}
+
+impl Games {
+    /// No games yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The games every `tickcast-server` hosts: `arena`.
+    pub fn builtin() -> Self {
+        Self::new().with("arena", |o: &GameOptions| {
+            Arena::new(ArenaConfig {
+                npcs: o.npcs,
+                seed: o.seed,
+                ..ArenaConfig::default()
+            })
+        })
+    }
+
+    /// Adds (or replaces) the game called `name`, made by `factory` for each room.
+    pub fn with<G, F>(mut self, name: &str, factory: F) -> Self
+    where
+        G: Game,
+        F: Fn(&GameOptions) -> G + Send + Sync + 'static,
+    {
+        self.factories.insert(
+            name.to_owned(),
+            Arc::new(move |o: &GameOptions| Box::new(factory(o)) as Box<dyn Game>),
+        );
+        self
+    }
+
+    /// True when a game of that name is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.factories.contains_key(name)
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.factories.keys().map(String::as_str).collect()
+    }
+
+    /// A fresh game called `name`.
+    ///
+    /// # Errors
+    /// [`UnknownGame`] naming the known games.
+    pub fn create(&self, name: &str, options: &GameOptions) -> Result<Box<dyn Game>, UnknownGame> {
+        match self.factories.get(name) {
+            Some(factory) => Ok(factory(options)),
+            None => Err(self.unknown(name)),
+        }
+    }
+
+    /// The error for a name that is not registered.
+    pub fn unknown(&self, name: &str) -> UnknownGame {
+        UnknownGame {
+            name: name.to_owned(),
+            known: self.names().join(", "),
+        }
+    }
+}
+
+/// A game name no factory is registered under.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown game {name:?}; known games: {known}")]
+pub struct UnknownGame {
+    /// The name asked for.
+    pub name: String,
+    /// The registered names, comma-separated.
+    pub known: String,
+}
+
+/// A boxed game is a game, so rooms run games chosen at run time.
+impl<G: Game + ?Sized> Game for Box<G> {
+    fn spawn_player(&mut self) -> EntityId {
+        (**self).spawn_player()
+    }
+
+    fn despawn_player(&mut self, entity: EntityId) {
+        (**self).despawn_player(entity);
+    }
+
+    fn apply_input(&mut self, entity: EntityId, input: &Input) {
+        (**self).apply_input(entity, input);
+    }
+
+    fn step(&mut self, dt: f32) {
+        (**self).step(dt);
+    }
+
+    fn world_size(&self) -> Vec2 {
+        (**self).world_size()
+    }
+
+    fn write_state(&self, out: &mut Vec<EntityState>) {
+        (**self).write_state(out);
+    }
+
+    fn pos_quantum(&self) -> f32 {
+        (**self).pos_quantum()
+    }
 }

@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use config::Config;
+pub use game::{Game, GameOptions, Games};
 use metrics::Metrics;
 use net::handshake::OriginPolicy;
 use rooms::Rooms;
@@ -59,16 +60,8 @@ pub struct ServerCtx {
     pub tls: Option<net::tls::TlsConfig>,
 }
 
-impl ServerCtx {
-    /// The view radius in position quanta (0: whole world). Every room uses the Arena's
-    /// quantum, [`game::DEFAULT_POS_QUANTUM`].
-    pub fn view_radius_quanta(&self) -> i64 {
-        (f64::from(self.config.view_radius) / f64::from(game::DEFAULT_POS_QUANTUM)).round() as i64
-    }
-}
-
-/// Runs the server on `listener` until `drain` is cancelled, then drains and stops:
-/// see [`run_until`]; this form has no way to cut the drain short.
+/// Runs the server with the built-in games on `listener` until `drain` is cancelled,
+/// then drains and stops: see [`serve`]; this form has no way to cut the drain short.
 ///
 /// # Errors
 /// As [`run_until`].
@@ -80,7 +73,20 @@ pub async fn run(
     run_until(listener, config, drain, CancellationToken::new()).await
 }
 
-/// Runs the server on `listener`. When `drain` is cancelled (the first SIGTERM or
+/// [`serve`] with the built-in games ([`Games::builtin`]).
+///
+/// # Errors
+/// As [`serve`].
+pub async fn run_until(
+    listener: TcpListener,
+    config: Config,
+    drain: CancellationToken,
+    force: CancellationToken,
+) -> anyhow::Result<()> {
+    serve(listener, config, Games::builtin(), drain, force).await
+}
+
+/// Runs the server on `listener`, hosting `games`. When `drain` is cancelled (the first SIGTERM or
 /// Ctrl-C), the server drains: new joins and new rooms are refused with 503 and
 /// `/readyz` turns 503, while running rooms go on and HTTP stays up. The drain ends when
 /// no player is left, after `--drain-timeout`, or when `force` is cancelled (a second
@@ -88,14 +94,18 @@ pub async fn run(
 /// up to `--shutdown-grace` for the close frames to go out, and returns.
 ///
 /// # Errors
-/// If the TLS certificate or key cannot be loaded, or the listener's address cannot be
-/// read; both before anything is served.
-pub async fn run_until(
+/// If `--game` names no game in `games`, the TLS certificate or key cannot be loaded,
+/// or the listener's address cannot be read; all before anything is served.
+pub async fn serve(
     listener: TcpListener,
     config: Config,
+    games: Games,
     drain: CancellationToken,
     force: CancellationToken,
 ) -> anyhow::Result<()> {
+    if !games.contains(&config.game) {
+        anyhow::bail!("--game: {}", games.unknown(&config.game));
+    }
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(net::tls::load(cert, key)?),
         _ => None,
@@ -108,6 +118,7 @@ pub async fn run_until(
         origins: OriginPolicy::new(&config.allow_origins),
         rooms: Rooms::new(
             Arc::clone(&config),
+            games,
             Arc::clone(&metrics),
             tasks.clone(),
             shutdown.clone(),
@@ -124,6 +135,7 @@ pub async fn run_until(
     info!(
         addr = %listener.local_addr()?,
         scheme = if ctx.tls.is_some() { "wss" } else { "ws" },
+        game = %ctx.config.game,
         tick_rate = ctx.config.tick_rate,
         npcs = ctx.config.npcs,
         "listening"

@@ -30,15 +30,17 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::Config;
-use crate::game::{Arena, ArenaConfig};
+use crate::game::{Game, GameOptions, Games, UnknownGame};
 use crate::metrics::{Metrics, RoomMetrics};
 use crate::room::{JoinError, Joined, PlayerId, Room};
 use crate::schedule::TickClock;
 use crate::slot::SlotSender;
 
 /// How a room is set up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoomOptions {
+    /// The game it runs: a name registered in the server's [`Games`].
+    pub game: String,
     /// Seats in the room.
     pub max_players: usize,
     /// Ticks per second.
@@ -47,12 +49,17 @@ pub struct RoomOptions {
     pub npcs: u32,
     /// Private rooms are not listed and not matchmade; they are joined by id.
     pub private: bool,
+    /// Area of interest in world units (0: the whole world).
+    pub view_radius: f32,
 }
 
 impl RoomOptions {
-    /// The server's defaults (`--max-players`, `--tick-rate`, `--npcs`), public.
+    /// The server's defaults (`--game`, `--max-players`, `--tick-rate`, `--npcs`,
+    /// `--view-radius`), public.
     pub fn defaults(config: &Config) -> Self {
         Self {
+            game: config.game.clone(),
+            view_radius: config.view_radius,
             max_players: config.max_players,
             tick_rate: config.tick_rate,
             npcs: config.npcs,
@@ -67,7 +74,7 @@ pub struct RoomInfo {
     /// Its id, also its name in `/ws?room=`.
     pub id: String,
     /// The game it runs.
-    pub game: &'static str,
+    pub game: String,
     /// Players in it (disconnected ones within their reconnect grace included).
     pub players: usize,
     /// Seats.
@@ -78,6 +85,8 @@ pub struct RoomInfo {
     pub npcs: u32,
     /// Not listed, not matchmade.
     pub private: bool,
+    /// Area of interest in world units (0: the whole world).
+    pub view_radius: f32,
     /// Seconds since it was created.
     pub age_s: f64,
 }
@@ -126,8 +135,8 @@ impl RoomHandle {
     }
 
     /// How it is set up.
-    pub fn options(&self) -> RoomOptions {
-        self.options
+    pub fn options(&self) -> &RoomOptions {
+        &self.options
     }
 
     /// Players in the room, as of its last join, leave or expiry.
@@ -171,12 +180,13 @@ impl RoomHandle {
     pub fn info(&self) -> RoomInfo {
         RoomInfo {
             id: self.name.to_string(),
-            game: "arena",
+            game: self.options.game.clone(),
             players: self.player_count(),
             capacity: self.options.max_players,
             tick_rate: self.options.tick_rate,
             npcs: self.options.npcs,
             private: self.options.private,
+            view_radius: self.options.view_radius,
             age_s: self.created.elapsed().as_secs_f64(),
         }
     }
@@ -206,7 +216,7 @@ impl Drop for Seat {
 }
 
 /// Why a join or a room did not happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JoinRefused {
     /// The room has its maximum number of players.
     #[error("room is full")]
@@ -223,6 +233,9 @@ pub enum JoinRefused {
     /// A resume named a room that does not exist.
     #[error("no such room")]
     NoSuchRoom,
+    /// The room's game is not registered.
+    #[error("{0}")]
+    UnknownGame(#[from] UnknownGame),
 }
 
 impl From<JoinError> for JoinRefused {
@@ -239,6 +252,7 @@ impl From<JoinError> for JoinRefused {
 pub struct Rooms {
     map: Mutex<HashMap<Arc<str>, RoomHandle>>,
     config: Arc<Config>,
+    games: Games,
     metrics: Arc<Metrics>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -250,6 +264,7 @@ impl Rooms {
     /// no room is created or joined once `draining` is cancelled.
     pub fn new(
         config: Arc<Config>,
+        games: Games,
         metrics: Arc<Metrics>,
         tasks: TaskTracker,
         shutdown: CancellationToken,
@@ -258,6 +273,7 @@ impl Rooms {
         Arc::new(Self {
             map: Mutex::default(),
             config,
+            games,
             metrics,
             tasks,
             shutdown,
@@ -271,6 +287,11 @@ impl Rooms {
 
     fn closed_for_business(&self) -> bool {
         self.draining.is_cancelled() || self.shutdown.is_cancelled()
+    }
+
+    /// The games rooms may run.
+    pub fn games(&self) -> &Games {
+        &self.games
     }
 
     /// The room called `name`, if it is running.
@@ -390,10 +411,17 @@ impl Rooms {
         if map.len() >= self.config.max_rooms {
             return Err(JoinRefused::TooManyRooms);
         }
+        let game = self.games.create(
+            &options.game,
+            &GameOptions {
+                npcs: options.npcs,
+                seed: self.config.seed,
+            },
+        )?;
         let (commands, rx) = mpsc::unbounded_channel();
         let handle = RoomHandle {
             name: Arc::clone(&name),
-            options,
+            options: options.clone(),
             created: Instant::now(),
             commands,
             players: Arc::default(),
@@ -403,11 +431,6 @@ impl Rooms {
         };
         map.insert(name, handle.clone());
         self.metrics.rooms_open.fetch_add(1, Relaxed);
-        let game = Arena::new(ArenaConfig {
-            npcs: options.npcs,
-            seed: self.config.seed,
-            ..Default::default()
-        });
         let room = Room::new(game, options.tick_rate, options.max_players);
         let span = info_span!("room", room = %handle.name);
         self.tasks
@@ -536,7 +559,7 @@ impl Counts<'_> {
 async fn run_room(
     rooms: Arc<Rooms>,
     handle: RoomHandle,
-    mut room: Room<Arena, SlotSender>,
+    mut room: Room<Box<dyn Game>, SlotSender>,
     mut rx: mpsc::UnboundedReceiver<Command>,
 ) {
     let config = Arc::clone(&rooms.config);

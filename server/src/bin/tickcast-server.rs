@@ -14,41 +14,62 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::parse();
+    // Before the bind: from the moment the port is open, a SIGTERM drains instead of
+    // killing the process.
+    let signals = Signals::install().context("cannot install signal handlers")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let (drain, force) = (CancellationToken::new(), CancellationToken::new());
-    tokio::spawn(stop_on_signals(drain.clone(), force.clone()));
+    tokio::spawn(signals.stop(drain.clone(), force.clone()));
     tickcast_server::run_until(listener, config, drain, force).await
 }
 
-/// The first Ctrl-C or SIGTERM (what orchestrators send before killing) starts the
-/// drain; a second one ends it at once.
-async fn stop_on_signals(drain: CancellationToken, force: CancellationToken) {
-    wait_for_signal().await;
-    drain.cancel();
-    wait_for_signal().await;
-    force.cancel();
+/// Ctrl-C and (on Unix) SIGTERM, what orchestrators send before killing a process.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
+        }
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.interrupt.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
             }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// The first signal starts the drain; a second one ends it at once.
+    async fn stop(mut self, drain: CancellationToken, force: CancellationToken) {
+        self.next().await;
+        drain.cancel();
+        self.next().await;
+        force.cancel();
     }
 }

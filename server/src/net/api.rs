@@ -14,6 +14,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use crate::game::Games;
 use crate::rooms::{JoinRefused, RoomOptions};
 use crate::ServerCtx;
 
@@ -51,6 +52,7 @@ impl From<JoinRefused> for ApiError {
             JoinRefused::Full => StatusCode::CONFLICT,
             JoinRefused::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             JoinRefused::UnknownSession | JoinRefused::NoSuchRoom => StatusCode::NOT_FOUND,
+            JoinRefused::UnknownGame(_) => StatusCode::BAD_REQUEST,
         };
         Self(status, e.to_string())
     }
@@ -93,31 +95,45 @@ async fn body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateRequest {
+    game: Option<String>,
     max_players: Option<usize>,
     tick_rate: Option<u16>,
     npcs: Option<u32>,
     private: Option<bool>,
+    view_radius: Option<f32>,
 }
 
 impl CreateRequest {
-    fn options(self, defaults: RoomOptions) -> Result<RoomOptions, ApiError> {
-        let bad = |what: &str| ApiError(StatusCode::BAD_REQUEST, what.to_owned());
-        let options = RoomOptions {
+    /// The room's options: each field given, checked against its bounds, or the
+    /// server's default. Only what the request sets is checked: the operator's own
+    /// flags (say `--tick-rate 300`) are not the caller's error.
+    fn options(self, games: &Games, defaults: RoomOptions) -> Result<RoomOptions, ApiError> {
+        let bad = |what: String| ApiError(StatusCode::BAD_REQUEST, what);
+        let in_range = |name: &str, value: Option<u64>, lo: u64, hi: u64| match value {
+            Some(v) if !(lo..=hi).contains(&v) => Err(bad(format!("{name} must be {lo} to {hi}"))),
+            _ => Ok(()),
+        };
+        in_range("max_players", self.max_players.map(|v| v as u64), 1, 10_000)?;
+        in_range("tick_rate", self.tick_rate.map(u64::from), 1, 240)?;
+        in_range("npcs", self.npcs.map(u64::from), 0, 100_000)?;
+        if let Some(r) = self.view_radius {
+            if !(r.is_finite() && (0.0..=1e6).contains(&r)) {
+                return Err(bad("view_radius must be 0 to 1000000".into()));
+            }
+        }
+        if let Some(game) = &self.game {
+            if !games.contains(game) {
+                return Err(bad(games.unknown(game).to_string()));
+            }
+        }
+        Ok(RoomOptions {
+            game: self.game.unwrap_or(defaults.game),
             max_players: self.max_players.unwrap_or(defaults.max_players),
             tick_rate: self.tick_rate.unwrap_or(defaults.tick_rate),
             npcs: self.npcs.unwrap_or(defaults.npcs),
             private: self.private.unwrap_or(false),
-        };
-        if !(1..=10_000).contains(&options.max_players) {
-            return Err(bad("max_players must be 1 to 10000"));
-        }
-        if !(1..=240).contains(&options.tick_rate) {
-            return Err(bad("tick_rate must be 1 to 240"));
-        }
-        if options.npcs > 100_000 {
-            return Err(bad("npcs must be 0 to 100000"));
-        }
-        Ok(options)
+            view_radius: self.view_radius.unwrap_or(defaults.view_radius),
+        })
     }
 }
 
@@ -129,7 +145,7 @@ async fn create(req: Request<Incoming>, ctx: &Arc<ServerCtx>) -> Result<Response
         serde_json::from_slice(&bytes)
             .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("bad options: {e}")))?
     };
-    let options = request.options(RoomOptions::defaults(&ctx.config))?;
+    let options = request.options(ctx.rooms.games(), RoomOptions::defaults(&ctx.config))?;
     let room = ctx.rooms.create(options)?;
     Ok(json(StatusCode::CREATED, &room.info()))
 }

@@ -91,7 +91,9 @@ impl Closer {
 /// enough overflows the queue and is closed with `SlowConsumer`.
 #[derive(Debug)]
 enum Outbound {
-    Welcome(Welcome),
+    /// The player's `Welcome`, and its room's view radius in position quanta (0: the
+    /// whole world), which the writer's snapshot encoder needs.
+    Welcome(Welcome, i64),
     Pong(Pong),
     /// Reply to a WebSocket-level ping from the peer.
     WsPong(Vec<u8>),
@@ -304,7 +306,11 @@ async fn carry_out(
             };
             session.handle_joined(Ok(()))?;
             watch_room(&membership.room, closer, &ctx.shutdown);
-            send(out, Outbound::Welcome(joined.welcome)).map_err(End::Server)?;
+            let radius = view_radius_quanta(
+                membership.room.options().view_radius,
+                joined.welcome.pos_quantum,
+            );
+            send(out, Outbound::Welcome(joined.welcome, radius)).map_err(End::Server)?;
             *member = Membered::Inside {
                 inbox: joined.inbox,
                 membership,
@@ -329,12 +335,23 @@ async fn carry_out(
     }
 }
 
+/// A view radius in world units as whole position quanta (0 stays 0: the whole world).
+fn view_radius_quanta(radius: f32, quantum: f32) -> i64 {
+    if radius > 0.0 && quantum > 0.0 {
+        (f64::from(radius) / f64::from(quantum)).round() as i64
+    } else {
+        0
+    }
+}
+
 /// The close reason for a join the registry refused.
 fn refusal_reason(e: JoinRefused) -> DisconnectReason {
     match e {
         JoinRefused::Full | JoinRefused::TooManyRooms => DisconnectReason::RoomFull,
         JoinRefused::ShuttingDown => DisconnectReason::GoingAway,
         JoinRefused::UnknownSession | JoinRefused::NoSuchRoom => DisconnectReason::SessionExpired,
+        // Games are checked when a room's options are made, before any join.
+        JoinRefused::UnknownGame(_) => DisconnectReason::InternalError,
     }
 }
 
@@ -407,7 +424,8 @@ async fn write_loop(
     );
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut welcomed = false;
-    let mut snapshots = SnapshotEncoder::new(ctx.view_radius_quanta());
+    // Replaced when the Welcome is written, with the player's room's view radius.
+    let mut snapshots = SnapshotEncoder::new(0);
     loop {
         // Only the waits are raced; a write, once started, finishes (or times out).
         let step = tokio::select! {
@@ -426,10 +444,11 @@ async fn write_loop(
                 buf.extend_from_slice(&payload);
                 Frame::pong(Payload::Borrowed(&buf))
             }
-            Step::Reliable(Outbound::Welcome(w)) => {
+            Step::Reliable(Outbound::Welcome(w, radius)) => {
                 match encode_into(&ServerMsg::Welcome(w), &mut buf) {
                     Ok(_) => {
                         welcomed = true;
+                        snapshots = SnapshotEncoder::new(radius);
                         Frame::binary(Payload::Borrowed(&buf))
                     }
                     Err(_) => break closer.close(Cause::Server(DisconnectReason::InternalError)),
