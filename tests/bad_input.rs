@@ -1,39 +1,142 @@
 //! Bad input closes only the offending connection, with the documented close code, and
-//! the other players of the room miss no snapshot meanwhile.
+//! the other players of the room play on meanwhile: their snapshots keep coming, in tick
+//! order, each applying to what they hold, and any tick they do not see is one the server
+//! accounts for in `/metrics`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use glam::Vec2;
 use tickcast::shared::codec::decode_server;
+use tickcast::shared::delta::World;
 use tickcast::shared::{ClientMsg, DisconnectReason, Hello, Input, Ping, ServerMsg};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
-/// A well-behaved player that records every snapshot tick it receives until `stop`.
-async fn watcher(url: String, stop: tokio_util::sync::CancellationToken) -> Vec<u64> {
-    let mut ws = connect(&url).await;
-    hello(&mut ws, "watcher").await;
-    let mut ticks = Vec::new();
+/// A well-behaved player of the room, reading in its own task.
+struct Watcher {
+    /// The newest tick it has received and applied (0 before its first snapshot).
+    latest: watch::Receiver<u64>,
+    /// Every tick it received, in order, once `stop` fires.
+    task: JoinHandle<Vec<u64>>,
+}
+
+impl Watcher {
+    async fn join(url: &str, stop: &CancellationToken) -> Self {
+        let mut ws = connect(url).await;
+        hello(&mut ws, "watcher").await;
+        let (tx, latest) = watch::channel(0);
+        let task = tokio::spawn(watch_snapshots(ws, tx, stop.clone()));
+        Self { latest, task }
+    }
+
+    /// Waits until it has received a snapshot at least `ticks` ticks newer than the one
+    /// it held when called: the room still ticks and this player still hears about it.
+    async fn advances(&mut self, ticks: u64) {
+        let from = *self.latest.borrow();
+        tokio::time::timeout(WAIT, self.latest.wait_for(|t| *t >= from + ticks))
+            .await
+            .unwrap_or_else(|_| panic!("no snapshot past tick {from} + {ticks} in time"))
+            .expect("the watcher stopped (see its panic above)");
+    }
+}
+
+/// Reads until `stop`, applying every snapshot to a world: a delta whose base is not the
+/// world held fails `World::apply`. Panics if the connection ends or a tick is not newer
+/// than the previous one; publishes each tick after applying it.
+async fn watch_snapshots(
+    mut ws: Ws,
+    latest: watch::Sender<u64>,
+    stop: CancellationToken,
+) -> Vec<u64> {
+    let mut world = World::default();
+    let mut ticks: Vec<u64> = Vec::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             msg = ws.next() => match msg {
                 Some(Ok(Message::Binary(b))) => {
                     if let ServerMsg::Snapshot(s) = decode_server(&b).unwrap() {
+                        if let Some(prev) = ticks.last() {
+                            assert!(s.tick > *prev, "tick {} after {prev}", s.tick);
+                        }
+                        world.apply(&s).unwrap_or_else(|e| panic!("tick {}: {e}", s.tick));
                         ticks.push(s.tick);
+                        latest.send_replace(s.tick);
                     }
                 }
-                Some(Ok(_)) => {}
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 other => panic!("watcher lost its connection: {other:?}"),
             }
         }
     }
     ticks
+}
+
+/// The value of one series (name and labels exactly as rendered) in `/metrics` text.
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+}
+
+/// What `/metrics` says the server left out of players' snapshot streams, on purpose.
+struct LeftOut {
+    /// Catch-up ticks: a late wake-up runs several ticks but broadcasts only the last,
+    /// so every player of the room misses the others. The server's only room is `room`.
+    catch_up: u64,
+    /// Snapshots replaced in a slow player's latest-wins slot before its writer took
+    /// them, over all players.
+    skipped: u64,
+}
+
+async fn left_out(addr: SocketAddr, room: &str) -> LeftOut {
+    let read = || async {
+        let (status, text) = http(addr, "GET", "/metrics", "").await;
+        assert_eq!(status, 200);
+        text
+    };
+    // A wake-up adds its ticks to the total before it counts itself, and one exposition
+    // prints the total first: a wake-up finishing in between would be counted without
+    // its ticks. So the total comes from a second read, which holds every tick of every
+    // wake-up the first one counted (and perhaps more, which only widens the allowance).
+    let first = read().await;
+    let wakeups = sample(
+        &first,
+        &format!("tickcast_room_tick_duration_seconds_count{{room=\"{room}\"}}"),
+    );
+    let ticks = sample(&read().await, "tickcast_ticks_total");
+    LeftOut {
+        catch_up: ticks - wakeups,
+        skipped: sample(&first, "tickcast_snapshots_skipped_total"),
+    }
+}
+
+/// Ticks missing between the snapshots a player received before tick `upto`, the newest
+/// it held when the metrics were read. The gap that ends at `upto` is left out: its
+/// wake-up broadcast `upto` but may not have counted itself yet. Every earlier wake-up
+/// finished before that one began, and a slot's skips are counted before the next
+/// snapshot is written, so all the other gaps are in the metrics.
+fn missing_before(ticks: &[u64], upto: u64) -> u64 {
+    let before: Vec<u64> = ticks.iter().copied().take_while(|t| *t < upto).collect();
+    before.windows(2).map(|w| w[1] - w[0] - 1).sum()
+}
+
+/// After an abuser is closed, every watcher hears of a newer tick: the room did not stop
+/// for it, and neither did their connections.
+async fn play_on(watchers: &mut [Watcher]) {
+    for w in watchers {
+        w.advances(1).await;
+    }
 }
 
 async fn joined(url: &str) -> Ws {
@@ -43,17 +146,19 @@ async fn joined(url: &str) -> Ws {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abusers_are_closed_with_their_code_and_others_miss_nothing() {
+async fn abusers_are_closed_with_their_code_and_others_play_on() {
     let mut c = config();
     c.tick_rate = 20;
     c.max_message_bytes = 1024;
     let server = start(c).await;
     let url = server.ws_url("abuse");
-    let stop = tokio_util::sync::CancellationToken::new();
-    let watchers: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(watcher(url.clone(), stop.clone())))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stop = CancellationToken::new();
+    let mut watchers = Vec::new();
+    for _ in 0..2 {
+        watchers.push(Watcher::join(&url, &stop).await);
+    }
+    // Both have their first snapshot before the abuse starts.
+    play_on(&mut watchers).await;
 
     let expect = |want: DisconnectReason, got: (u16, String)| {
         assert_eq!(got.0, want.code(), "{want:?}: reason {:?}", got.1);
@@ -69,6 +174,7 @@ async fn abusers_are_closed_with_their_code_and_others_miss_nothing() {
         DisconnectReason::InvalidPayload,
         expect_close(&mut ws).await,
     );
+    play_on(&mut watchers).await;
 
     // Oversized: one message above --max-message-bytes.
     let mut ws = joined(&url).await;
@@ -76,6 +182,7 @@ async fn abusers_are_closed_with_their_code_and_others_miss_nothing() {
         .await
         .unwrap();
     expect(DisconnectReason::MessageTooBig, expect_close(&mut ws).await);
+    play_on(&mut watchers).await;
 
     // Oversized across fragments: each frame is under the limit, the message is not.
     let mut ws = joined(&url).await;
@@ -91,11 +198,13 @@ async fn abusers_are_closed_with_their_code_and_others_miss_nothing() {
         .await
         .unwrap();
     expect(DisconnectReason::MessageTooBig, expect_close(&mut ws).await);
+    play_on(&mut watchers).await;
 
     // A text frame.
     let mut ws = joined(&url).await;
     ws.send(Message::text("hello?")).await.unwrap();
     expect(DisconnectReason::TextFrame, expect_close(&mut ws).await);
+    play_on(&mut watchers).await;
 
     // A second Hello.
     let mut ws = joined(&url).await;
@@ -113,6 +222,7 @@ async fn abusers_are_closed_with_their_code_and_others_miss_nothing() {
         DisconnectReason::UnexpectedMessage,
         expect_close(&mut ws).await,
     );
+    play_on(&mut watchers).await;
 
     // Input sequence going backwards.
     let mut ws = joined(&url).await;
@@ -131,6 +241,7 @@ async fn abusers_are_closed_with_their_code_and_others_miss_nothing() {
         DisconnectReason::UnexpectedMessage,
         expect_close(&mut ws).await,
     );
+    play_on(&mut watchers).await;
 
     // Non-finite movement.
     let mut ws = joined(&url).await;
@@ -147,16 +258,31 @@ async fn abusers_are_closed_with_their_code_and_others_miss_nothing() {
         DisconnectReason::InvalidPayload,
         expect_close(&mut ws).await,
     );
+    play_on(&mut watchers).await;
 
-    // Keep watching a while after the abuse, so a stall it caused would show.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    stop.cancel();
-    for w in watchers {
-        let ticks = w.await.unwrap();
-        assert!(ticks.len() > 10, "watcher got {} snapshots", ticks.len());
-        let gaps: Vec<_> = ticks.windows(2).filter(|w| w[1] != w[0] + 1).collect();
-        assert!(gaps.is_empty(), "watcher missed snapshots: {gaps:?}");
+    // The game went on after the abuse too; then compare what the watchers missed with
+    // what the server says it left out. On an idle machine both are zero; on a loaded one
+    // a late room wakes up, catches up and broadcasts once, and a starved watcher's slot
+    // replaces a snapshot. A tick lost any other way (a stall that dropped snapshots
+    // uncounted, a stream that jumped) makes the watchers' total exceed the allowance.
+    for w in &mut watchers {
+        w.advances(10).await;
     }
+    let upto: Vec<u64> = watchers.iter().map(|w| *w.latest.borrow()).collect();
+    let allowed = left_out(server.addr, "abuse").await;
+    stop.cancel();
+    let mut missing = 0;
+    for (w, upto) in watchers.into_iter().zip(upto) {
+        let ticks = w.task.await.unwrap();
+        missing += missing_before(&ticks, upto);
+    }
+    assert!(
+        missing <= 2 * allowed.catch_up + allowed.skipped,
+        "the watchers missed {missing} ticks; the server accounts for {} catch-up ticks (each \
+         missed by both) and {} skipped snapshots",
+        allowed.catch_up,
+        allowed.skipped
+    );
     server.stop().await.unwrap();
 }
 
@@ -273,16 +399,17 @@ async fn keepalive_pings_keep_an_answering_client_connected() {
     c.ping_interval = Duration::from_millis(100);
     let server = start(c).await;
     let mut ws = joined(&server.ws_url("lobby")).await;
-    // Reading lets tungstenite answer the server's pings; for 3 idle timeouts we send nothing.
-    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    // Reading lets tungstenite answer the server's pings; we send nothing else. The pings
+    // come at least 100 ms apart, so the 15th comes 1.5 s (3 idle timeouts) after the
+    // connection opened, by the server's own clock: receiving it proves the answers kept
+    // the connection alive that long, however slowly this machine runs.
     let mut pings = 0;
-    while tokio::time::Instant::now() < until {
+    while pings < 15 {
         match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
             Some(Ok(Message::Ping(_))) => pings += 1,
             Some(Ok(Message::Binary(_))) => {}
-            other => panic!("connection ended: {other:?}"),
+            other => panic!("connection ended after {pings} pings: {other:?}"),
         }
     }
-    assert!(pings >= 5, "server pinged {pings} times");
     server.stop().await.unwrap();
 }

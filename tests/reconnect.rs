@@ -1,17 +1,68 @@
 //! Reconnection: a player whose TCP connection drops (no close frame) resumes its avatar,
 //! with the same player, entity and position, within the grace period; after it, or after
-//! a normal close, the token is refused with 4008.
+//! a normal close, the token is refused with 4008. The tests wait for the server to say
+//! (in `/rooms/{id}` or `/metrics`) that it has handled a drop, a close or an expiry.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use common::*;
 use glam::Vec2;
 use tickcast::shared::delta::{QEntity, World};
 use tickcast::shared::{ClientMsg, DisconnectReason, Hello, Input, SessionToken, Welcome};
+
+/// The Arena's avatar speed at full input, in units per second (`AVATAR_SPEED` in
+/// server/src/game/arena.rs, which the server crate does not export).
+const AVATAR_SPEED: f32 = 100.0;
+
+/// How often the pollers below ask again; only the deadline (`WAIT`) bounds the wait.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Polls `GET /rooms/{room}` until the room counts `want` players (disconnected ones
+/// within their grace included): the server handles a close or an expiry in its own
+/// time, and this is where it says it has.
+async fn until_players(addr: SocketAddr, room: &str, want: u64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, info) = http_json(addr, "GET", &format!("/rooms/{room}"), "").await;
+        assert_eq!(status, 200, "{info}");
+        let got = info["players"].as_u64().unwrap();
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "room {room} still has {got} players, not {want}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls `/metrics` until no WebSocket connection is open: the server has seen a dropped
+/// connection end (and told the room, which it does before counting the connection closed).
+async fn until_no_connection(addr: SocketAddr) {
+    let series = "tickcast_connections_open ";
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, text) = http(addr, "GET", "/metrics", "").await;
+        assert_eq!(status, 200);
+        let open: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .unwrap_or_else(|| panic!("no {series}in\n{text}"))
+            .parse()
+            .unwrap();
+        if open == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{open} connections still open");
+        tokio::time::sleep(POLL).await;
+    }
+}
 
 async fn hello_resume(ws: &mut Ws, token: SessionToken) {
     let msg = Hello {
@@ -62,14 +113,16 @@ async fn play_then_stop(ws: &mut Ws) -> (Welcome, QEntity) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_player_resumes_its_avatar_within_the_grace() {
     let mut c = config();
-    c.reconnect_grace = Duration::from_millis(1500);
+    // Long enough that a loaded machine's delays cannot use it up before the resume.
+    c.reconnect_grace = Duration::from_secs(5);
     let server = start(c).await;
     let url = server.ws_url("resumable");
     let mut ws = connect(&url).await;
     let (welcome, stopped) = play_then_stop(&mut ws).await;
     drop(ws); // the TCP connection goes away without a close frame
+    until_no_connection(server.addr).await;
+    until_players(server.addr, "resumable", 1).await; // the avatar waits
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut back = connect(&url).await;
     hello_resume(&mut back, welcome.session_token).await;
     let again = match recv(&mut back).await {
@@ -104,24 +157,27 @@ async fn a_dropped_player_resumes_its_avatar_within_the_grace() {
     )
     .await;
     let moved = avatar_after(&mut back, &mut world, welcome.entity_id, 5).await;
-    assert!(moved.vel[0] > 0, "moving again: {moved:?}");
+    // Full speed along x, in quanta per tick.
+    let speed = AVATAR_SPEED / f32::from(again.tick_rate) / again.pos_quantum;
+    assert_eq!(moved.vel, [speed.round() as i32, 0], "moving again");
     server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_the_grace_or_a_normal_close_the_token_is_refused() {
+async fn after_the_grace_the_token_is_refused() {
     let mut c = config();
     c.reconnect_grace = Duration::from_millis(300);
     let server = start(c).await;
     let url = server.ws_url("strict");
-    // A watcher keeps the room alive and sees the avatar disappear.
+    // A watcher keeps the room alive (it does not read: it only holds a seat).
     let mut watcher = connect(&url).await;
     hello(&mut watcher, "watcher").await;
 
     let mut ws = connect(&url).await;
     let (welcome, _) = play_then_stop(&mut ws).await;
     drop(ws);
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    // The grace runs out and the room removes the avatar: only the watcher is left.
+    until_players(server.addr, "strict", 1).await;
     let mut late = connect(&url).await;
     hello_resume(&mut late, welcome.session_token).await;
     let (code, reason) = expect_close(&mut late).await;
@@ -132,24 +188,33 @@ async fn after_the_grace_or_a_normal_close_the_token_is_refused() {
             DisconnectReason::SessionExpired.reason()
         )
     );
+    let mut fresh = connect(&url).await;
+    hello(&mut fresh, "fresh").await;
     let mut world = World::default();
-    world
-        .apply(&{
-            let mut fresh = connect(&url).await;
-            hello(&mut fresh, "fresh").await;
-            recv_snapshot(&mut fresh).await
-        })
-        .unwrap();
+    world.apply(&recv_snapshot(&mut fresh).await).unwrap();
     assert!(
         world.entities.iter().all(|e| e.id != welcome.entity_id),
         "the avatar was removed after the grace"
     );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_normal_close_the_token_is_refused_at_once() {
+    // A grace far longer than the test may wait (WAIT): if the room lost the player, it
+    // was the close that did it, not the grace.
+    let mut c = config();
+    c.reconnect_grace = Duration::from_secs(60);
+    let server = start(c).await;
+    let url = server.ws_url("closing");
+    let mut watcher = connect(&url).await;
+    hello(&mut watcher, "watcher").await;
 
     // A player that closes normally leaves at once: no grace, no resume.
     let mut leaver = connect(&url).await;
     let (left, _) = play_then_stop(&mut leaver).await;
     leaver.close(None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_players(server.addr, "closing", 1).await;
     let mut back = connect(&url).await;
     hello_resume(&mut back, left.session_token).await;
     assert_eq!(
@@ -168,7 +233,7 @@ async fn a_player_resumes_into_a_room_its_own_held_seat_fills() {
     let welcome = hello(&mut ws, "only").await;
     recv_snapshot(&mut ws).await;
     drop(ws);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_no_connection(server.addr).await;
     // The held seat fills the room: a plain connection is refused at the handshake...
     assert_eq!(refused(&url).await, 409);
     // ...but with the resume hint the Hello decides, and the token gets the seat back.

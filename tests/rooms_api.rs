@@ -5,8 +5,10 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::*;
-use tickcast::shared::DisconnectReason;
+use tickcast::shared::{DisconnectReason, SUBPROTOCOL};
 
 #[tokio::test]
 async fn create_list_inspect_delete() {
@@ -208,20 +210,42 @@ async fn matchmaking_fills_the_fullest_room_through_single_use_tickets() {
 
 #[tokio::test]
 async fn an_unused_ticket_expires_and_frees_its_seat() {
+    let ttl = Duration::from_millis(300);
     let mut c = config();
-    c.ticket_ttl = std::time::Duration::from_millis(300);
+    c.ticket_ttl = ttl;
     let server = start(c).await;
     let addr = server.addr;
     let (_, room) = http_json(addr, "POST", "/rooms", r#"{"max_players":1}"#).await;
     let id = room["id"].as_str().unwrap().to_owned();
+    let before_issue = Instant::now();
     let (_, m) = http_json(addr, "POST", "/matchmake", "").await;
     assert_eq!(m["room"].as_str(), Some(id.as_str()));
     assert_eq!(m["expires_in_ms"].as_u64(), Some(300));
     assert_eq!(refused(&server.ws_url(&id)).await, 409);
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await; // ttl plus a sweep
+
+    // The seat comes back once the ticket has expired and the sweep (once a second) has
+    // purged it; until then a plain join is refused with 409. Ask until one gets in.
+    let deadline = Instant::now() + WAIT;
+    let mut ws = loop {
+        match connect_with(&server.ws_url(&id), Some(SUBPROTOCOL), None).await {
+            Ok(ws) => break ws,
+            Err(e) => {
+                assert_eq!(refused_status(&e), 409, "the seat is held, nothing else");
+                assert!(Instant::now() < deadline, "the seat was never freed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // The ticket was issued after `before_issue`, so it cannot expire sooner than this.
+    assert!(
+        before_issue.elapsed() >= ttl,
+        "the seat was freed after {:?}, before the ticket's {ttl:?}",
+        before_issue.elapsed()
+    );
     let url = format!("ws://{addr}{}", m["url"].as_str().unwrap());
     assert_eq!(refused(&url).await, 403, "expired");
-    let mut ws = connect(&server.ws_url(&id)).await;
     hello(&mut ws, "takes-the-seat").await;
+    let (_, room) = http_json(addr, "GET", &format!("/rooms/{id}"), "").await;
+    assert_eq!(room["players"].as_u64(), Some(1));
     server.stop().await.unwrap();
 }

@@ -19,13 +19,12 @@ async fn shutdown_sends_going_away_to_every_client() {
     }
     // One connection that upgraded but never said hello is closed the same way.
     let mut lurker = connect(&server.ws_url("a")).await;
-    let started = std::time::Instant::now();
     let stopping = tokio::spawn(server.stop());
     for ws in players.iter_mut().chain(std::iter::once(&mut lurker)) {
         let (code, reason) = expect_close(ws).await;
         assert_eq!(code, DisconnectReason::GoingAway.code());
         assert_eq!(reason, DisconnectReason::GoingAway.reason());
     }
+    // `stop` returns an error if `run` has not returned within WAIT.
     stopping.await.unwrap().unwrap();
-    assert!(started.elapsed() < WAIT);
 }

@@ -670,10 +670,38 @@ fn decode_ceiling_of_the_largest_hello() {
     assert!(decode_client(&largest, MAX).is_ok());
 }
 
-/// The JavaScript appendix of the document, run in node (skipped when node is not
-/// installed) against the byte examples: it must decode them, apply the keyframe and the
-/// delta to the worlds the document states, refuse the delta a second time, and encode the
-/// client examples byte for byte.
+/// Runs `script` in node and returns its output; `None` when node is not installed.
+fn run_node(script: &str) -> Option<std::process::Output> {
+    use std::io::Write as _;
+    let child = std::process::Command::new("node")
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("running node: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    Some(child.wait_with_output().unwrap())
+}
+
+/// The JavaScript appendix of the document, run in node against the byte examples: it
+/// must decode them, apply the keyframe and the delta to the worlds the document states,
+/// refuse the delta a second time, and encode the client examples byte for byte. Then the
+/// same run with one wrong byte in an expectation must fail, or the first run proved
+/// nothing.
+///
+/// Without node this is not a pass: in CI (`CI=true`) it fails, so that a CI image
+/// without node cannot turn the check off unnoticed; elsewhere it says loudly on stderr
+/// that it skipped.
 #[test]
 fn javascript_appendix_runs_the_examples() {
     let doc = protocol_md();
@@ -681,8 +709,9 @@ fn javascript_appendix_runs_the_examples() {
     let start = appendix.find("```js\n").unwrap() + "```js\n".len();
     let code = &appendix[start..start + appendix[start..].find("```").unwrap()];
     let hex_of = |heading: &str| hex(&doc_hex_after(heading));
-    let check = format!(
-        r#"
+    let check = |hello: &str| {
+        format!(
+            r#"
 const bytes = (h) => new Uint8Array(h.split(" ").map((b) => parseInt(b, 16))).buffer;
 const hexOf = (u8) => [...u8].map((b) => b.toString(16).padStart(2, "0")).join(" ");
 const eq = (a, b, what) => {{
@@ -720,40 +749,44 @@ eq(hexOf(encodeInput(1, 1.0, 0.0, 0)), "01 01 00 00 80 3f 00 00 00 00 00", "inpu
 eq(hexOf(encodePing(1700000000000)), "02 fd 00 68 e5 cf 8b 01 00 00", "ping");
 console.log("ok");
 "#,
-        welcome = hex_of(WELCOME_HEADING),
-        token = TOKEN_HEX,
-        hello = HELLO_HEX,
-        resume = hex_of(RESUME_HEADING),
-        keyframe = hex_of("### Keyframe `Snapshot`"),
-        delta = hex_of("### Delta `Snapshot`"),
-    );
-    let script = format!("{code}\n{check}");
-    let child = std::process::Command::new("node")
-        .arg("-")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("node is not installed: the JavaScript appendix was not run");
-            return;
-        }
-        Err(e) => panic!("running node: {e}"),
+            welcome = hex_of(WELCOME_HEADING),
+            token = TOKEN_HEX,
+            resume = hex_of(RESUME_HEADING),
+            keyframe = hex_of("### Keyframe `Snapshot`"),
+            delta = hex_of("### Delta `Snapshot`"),
+        )
     };
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
+    let script = format!("{code}\n{}", check(HELLO_HEX));
+    let Some(out) = run_node(&script) else {
+        let what = "node is not installed, so the JavaScript appendix of docs/PROTOCOL.md \
+                    was not run";
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{what}: install nodejs (apt-get install -y nodejs)");
+        }
+        // Written to the stderr handle itself, which the test harness does not capture
+        // (it captures `eprintln!`), so that the skip shows in a passing run.
+        use std::io::Write as _;
+        writeln!(
+            std::io::stderr(),
+            "SKIPPED: javascript_appendix_runs_the_examples: {what}; install nodejs \
+             (apt-get install -y nodejs) to run it"
+        )
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+        return;
+    };
     assert!(
         out.status.success() && out.stdout == b"ok\n",
         "the JavaScript appendix failed:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The last byte of the Hello (no resume token: 00) made 01 in the expectation only.
+    let wrong_hello = format!("{}01", HELLO_HEX.strip_suffix("00").unwrap());
+    let out = run_node(&format!("{code}\n{}", check(&wrong_hello))).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && out.stdout.is_empty() && stderr.contains("Error: hello: "),
+        "a wrong expected byte went unnoticed:\n{stderr}"
     );
 }

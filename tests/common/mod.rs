@@ -85,12 +85,20 @@ pub async fn connect_with(
     let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
         .await
         .expect("connect timed out")?;
-    if protocol == Some(SUBPROTOCOL) {
-        assert_eq!(
-            response.headers().get("sec-websocket-protocol").unwrap(),
-            SUBPROTOCOL
-        );
-    }
+    // Whatever was offered ("chat.v2, tickcast.v1" included), an accepted upgrade must
+    // name exactly the one protocol the server speaks: not the whole offer, not another
+    // entry of it, and not nothing.
+    let echoed = response
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("<not text>"))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        echoed,
+        [SUBPROTOCOL],
+        "the 101 response to an offer of {protocol:?} echoes exactly {SUBPROTOCOL}"
+    );
     Ok(ws)
 }
 
@@ -123,6 +131,12 @@ pub async fn send(ws: &mut Ws, msg: &ClientMsg) {
 
 /// Next protocol message, skipping control frames. Panics on close or timeout.
 pub async fn recv(ws: &mut Ws) -> ServerMsg {
+    recv_sized(ws).await.0
+}
+
+/// Next protocol message and the size of its WebSocket payload (what the server counts
+/// in `tickcast_bytes_sent_total`), skipping control frames. Panics on close or timeout.
+pub async fn recv_sized(ws: &mut Ws) -> (ServerMsg, usize) {
     loop {
         let msg = tokio::time::timeout(WAIT, ws.next())
             .await
@@ -130,7 +144,7 @@ pub async fn recv(ws: &mut Ws) -> ServerMsg {
             .expect("stream ended")
             .unwrap();
         match msg {
-            Message::Binary(bytes) => return decode_server(&bytes).unwrap(),
+            Message::Binary(bytes) => return (decode_server(&bytes).unwrap(), bytes.len()),
             Message::Ping(_) | Message::Pong(_) => continue,
             other => panic!("unexpected message {other:?}"),
         }
@@ -208,6 +222,37 @@ pub fn parse_response(raw: &[u8]) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// The text of `GET /metrics`; panics unless it answers 200.
+pub async fn metrics(addr: SocketAddr) -> String {
+    let (status, text) = http(addr, "GET", "/metrics", "").await;
+    assert_eq!(status, 200, "{text}");
+    text
+}
+
+/// The value of one series of a Prometheus text page, named exactly with its labels
+/// (`tickcast_ticks_total`, `tickcast_connections_closed_total{code="1007"}`). A
+/// series that only starts with `series` does not match; a missing one panics.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{series}: {v:?} is not a number: {e}"))
+        })
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+}
+
+/// [`metric`] for a counter or gauge that is a whole number.
+pub fn count(text: &str, series: &str) -> u64 {
+    let v = metric(text, series);
+    assert!(
+        v >= 0.0 && v.fract() == 0.0,
+        "{series} = {v} is not a count"
+    );
+    v as u64
 }
 
 /// `http` with a JSON answer.

@@ -1,0 +1,302 @@
+//! What `/metrics` counts, checked against what a test can know for certain: tick
+//! overruns and skipped ticks in a room that cannot keep up (and the per-room series
+//! agreeing with the global ones), snapshots skipped for a player that does not read
+//! (while a reading player misses none), and the player gauges, global and per room,
+//! against the exact number of players in each room.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use tickcast::shared::codec::decode_server;
+use tickcast::shared::{DisconnectReason, ServerMsg, SUBPROTOCOL};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+/// Calls `probe` every 20 ms until it returns `Ok`, and returns that value. Panics after
+/// [`WAIT`] with `what` and the last `Err`, which says what was seen instead.
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: not within {WAIT:?}; last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// The value of the series named exactly `series` (labels included), if it is there:
+/// a room's series appear only once the room runs.
+fn value(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(name, _)| *name == series)
+        .map(|(_, v)| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{series}: {v:?} is not a count"))
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overruns_and_skipped_ticks_are_counted_and_agree_per_room() {
+    let mut c = config();
+    // A tick period of 1 ms, and a world whose every tick walks 100,000 NPCs: a tick
+    // costs milliseconds even in a release build (docs/PERFORMANCE.md measured the tick
+    // task at 173 us for 1,000 NPCs; a debug build takes about 20 ms for 100,000), so
+    // the wake-ups after the first find ticks overdue.
+    c.tick_rate = 1000;
+    c.npcs = 100_000;
+    // One tick per wake-up: a late wake-up then always drops the overdue ticks, so every
+    // overrun skips at least one tick, and every wake-up runs exactly one.
+    c.max_catch_up_ticks = 1;
+    let server = start(c).await;
+    let addr = server.addr;
+    // The room is created by its first player, who leaves at once (its snapshots of a
+    // hundred thousand entities are not what this test is about); the room ticks on.
+    let mut player = connect(&server.ws_url("heavy")).await;
+    hello(&mut player, "p").await;
+    player
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap();
+
+    // How many overruns a machine sees depends on its speed, so the counts themselves
+    // are only known to be positive. How they relate is exact; but the room's task
+    // updates them one after another, and a rendering may fall between two of those
+    // updates (a window of a few instructions per wake-up), so the test waits for a
+    // rendering that does not.
+    eventually("overruns and skipped ticks, consistent", || async {
+        let text = metrics(addr).await;
+        let overruns = count(&text, "tickcast_tick_overruns_total");
+        let skipped = count(&text, "tickcast_ticks_skipped_total");
+        let ticks = count(&text, "tickcast_ticks_total");
+        let room_overruns = count(&text, "tickcast_room_tick_overruns_total{room=\"heavy\"}");
+        let room_ticks = count(
+            &text,
+            "tickcast_room_tick_duration_seconds_count{room=\"heavy\"}",
+        );
+        let seen = format!(
+            "overruns {overruns}, room overruns {room_overruns}, skipped {skipped}, \
+             ticks {ticks}, room tick observations {room_ticks}"
+        );
+        // One room: its series are the whole server's. With one tick per wake-up,
+        // every overrun skipped one tick or more, and every tick was observed once.
+        if overruns > 0 && room_overruns == overruns && skipped >= overruns && room_ticks == ticks {
+            Ok(seen)
+        } else {
+            Err(seen)
+        }
+    })
+    .await;
+    server.stop().await.unwrap();
+}
+
+/// A connection whose kernel receive buffer is 4 KiB, so a server that writes to it
+/// and is not read blocks after a few KiB.
+async fn small_window(addr: SocketAddr, url: &str) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    ws
+}
+
+/// A player that reads every snapshot, checks that none is skipped, and publishes the
+/// last tick it received; returns how many it received once `stop` is cancelled.
+async fn reader(mut ws: Ws, latest: Arc<AtomicU64>, stop: CancellationToken) -> u64 {
+    let mut last: Option<u64> = None;
+    let mut received = 0;
+    loop {
+        let snapshot = tokio::select! {
+            () = stop.cancelled() => break,
+            s = recv_snapshot(&mut ws) => s,
+        };
+        if let Some(prev) = last {
+            assert_eq!(snapshot.tick, prev + 1, "the reading player misses no tick");
+        }
+        last = Some(snapshot.tick);
+        received += 1;
+        latest.store(snapshot.tick, Ordering::Relaxed);
+    }
+    received
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_a_stalled_player_does_not_read_are_skipped_and_counted() {
+    let mut c = config();
+    // A keyframe of about 30 KB, more than the kernel buffers on both sides hold
+    // (4 KiB asked for each; Linux doubles it): the stalled player's writer blocks on its
+    // first snapshot.
+    c.npcs = 3000;
+    c.send_buffer = 4096;
+    // The reading player's writer has a whole period to take each snapshot before the
+    // next replaces it: 100 ms, so that even a loaded machine does not make it skip.
+    c.tick_rate = 10;
+    let server = start(c).await;
+    let addr = server.addr;
+    let url = server.ws_url("skips");
+
+    let mut fast = connect(&url).await;
+    hello(&mut fast, "reads").await;
+    let latest = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let reading = tokio::spawn(reader(fast, Arc::clone(&latest), stop.clone()));
+
+    let mut stalled = small_window(addr, &url).await;
+    let stalled_from = hello(&mut stalled, "stalls").await.server_tick;
+    let before = count(&metrics(addr).await, "tickcast_snapshots_skipped_total");
+
+    // The stalled player reads nothing for 15 ticks of the room, as the reading
+    // player sees them.
+    eventually("the reading player 15 ticks further", || async {
+        let now = latest.load(Ordering::Relaxed);
+        if now >= stalled_from + 15 {
+            Ok(())
+        } else {
+            Err(format!("tick {now}, stall began at {stalled_from}"))
+        }
+    })
+    .await;
+    let stalled_until = latest.load(Ordering::Relaxed);
+
+    // Then it reads again: first the keyframe its writer was stuck on, then whatever is
+    // newest, which jumps over every tick it did not read.
+    let mut ticks = Vec::new();
+    let mut first_is_keyframe = None;
+    while ticks.len() < 2 {
+        let msg = tokio::time::timeout(WAIT, stalled.next())
+            .await
+            .expect("a snapshot in time")
+            .expect("the stream goes on")
+            .unwrap();
+        if let Message::Binary(bytes) = msg {
+            if let ServerMsg::Snapshot(s) = decode_server(&bytes).unwrap() {
+                first_is_keyframe.get_or_insert(s.base_tick == 0);
+                ticks.push(s.tick);
+            }
+        }
+    }
+    assert_eq!(
+        first_is_keyframe,
+        Some(true),
+        "a connection starts with a keyframe"
+    );
+    let jumped = ticks[1] - ticks[0] - 1;
+    assert!(
+        ticks[1] >= stalled_until,
+        "after the keyframe (tick {}), the newest snapshot, from after the stall \
+         (tick {stalled_until} or later), not the next one: {ticks:?}",
+        ticks[0]
+    );
+    // The writer counts the snapshots it skipped when it takes the next one, which it
+    // did before sending that one: they are all in the metric by now.
+    let after = count(&metrics(addr).await, "tickcast_snapshots_skipped_total");
+    assert!(
+        after - before >= jumped,
+        "{jumped} snapshots skipped for the stalled player, but the metric grew by {}",
+        after - before
+    );
+    stop.cancel();
+    let received = reading.await.unwrap();
+    assert!(
+        received >= 15,
+        "the reading player received {received} snapshots"
+    );
+    server.stop().await.unwrap();
+}
+
+/// Waits until the global player gauge is `total` and each room's gauge is as listed.
+async fn wait_gauges(addr: SocketAddr, total: u64, rooms: &[(&str, u64)]) {
+    eventually(&format!("{total} players, by room {rooms:?}"), || async {
+        let text = metrics(addr).await;
+        let global = count(&text, "tickcast_players");
+        let per_room: Vec<Option<u64>> = rooms
+            .iter()
+            .map(|(room, _)| value(&text, &format!("tickcast_room_players{{room=\"{room}\"}}")))
+            .collect();
+        let wanted: Vec<Option<u64>> = rooms.iter().map(|(_, n)| Some(*n)).collect();
+        if global == total && per_room == wanted {
+            Ok(())
+        } else {
+            Err(format!("{global} players, by room {per_room:?}"))
+        }
+    })
+    .await;
+}
+
+/// Leaves with close 1000, which the server echoes.
+async fn leave(ws: &mut Ws) {
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(expect_close(ws).await.0, DisconnectReason::Normal.code());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn player_gauges_equal_the_players_in_each_room() {
+    let mut c = config();
+    c.reconnect_grace = Duration::from_millis(300);
+    let server = start(c).await;
+    let addr = server.addr;
+    wait_gauges(addr, 0, &[]).await;
+
+    let mut a = Vec::new();
+    for i in 0..3 {
+        let mut ws = connect(&server.ws_url("a")).await;
+        hello(&mut ws, &format!("a{i}")).await;
+        a.push(ws);
+    }
+    let mut b = Vec::new();
+    for i in 0..2 {
+        let mut ws = connect(&server.ws_url("b")).await;
+        hello(&mut ws, &format!("b{i}")).await;
+        b.push(ws);
+    }
+    wait_gauges(addr, 5, &[("a", 3), ("b", 2)]).await;
+
+    // A player who leaves is gone at once.
+    leave(&mut a[0]).await;
+    wait_gauges(addr, 4, &[("a", 2), ("b", 2)]).await;
+
+    // A player whose connection drops without a close frame is removed when its
+    // reconnect grace (300 ms here) runs out.
+    drop(b.pop());
+    wait_gauges(addr, 3, &[("a", 2), ("b", 1)]).await;
+
+    for ws in a.iter_mut().skip(1).chain(b.iter_mut()) {
+        leave(ws).await;
+    }
+    wait_gauges(addr, 0, &[("a", 0), ("b", 0)]).await;
+    server.stop().await.unwrap();
+}
