@@ -43,11 +43,14 @@ pub enum DisconnectReason {
     /// 4008: `Hello::resume` names no session of this room: unknown, its reconnect
     /// grace period is over, or it ended with a close frame.
     SessionExpired,
+    /// 4009: the game refused a `GameMessage` this player sent (its `on_message` said
+    /// the message is not valid for this player now).
+    GameMessageRefused,
 }
 
 impl DisconnectReason {
     /// Every reason, for tables and tests.
-    pub const ALL: [DisconnectReason; 17] = [
+    pub const ALL: [DisconnectReason; 18] = [
         Self::Normal,
         Self::GoingAway,
         Self::ProtocolError,
@@ -65,6 +68,7 @@ impl DisconnectReason {
         Self::RoomClosed,
         Self::InvalidHello,
         Self::SessionExpired,
+        Self::GameMessageRefused,
     ];
 
     /// The WebSocket close code sent for this reason.
@@ -87,6 +91,7 @@ impl DisconnectReason {
             Self::RoomClosed => 4006,
             Self::InvalidHello => 4007,
             Self::SessionExpired => 4008,
+            Self::GameMessageRefused => 4009,
         }
     }
 
@@ -110,6 +115,7 @@ impl DisconnectReason {
             Self::RoomClosed => "room closed",
             Self::InvalidHello => "invalid name or room in hello",
             Self::SessionExpired => "session unknown or expired",
+            Self::GameMessageRefused => "game message refused",
         }
     }
 

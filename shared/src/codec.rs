@@ -123,13 +123,16 @@ fn decode_with<T: DeserializeOwned, C: bincode::config::Config>(
     Ok(msg)
 }
 
-/// Appends the shared part of a snapshot (removed, changed, added) to `out`. Done once
+/// Appends the shared part of a snapshot (removed, changed, added, fields) to `out`. Done once
 /// per distinct body: every caught-up player of a room shares one.
 ///
 /// # Errors
 /// As [`encode_into`].
 pub fn encode_snapshot_body(body: &DeltaBody, out: &mut Vec<u8>) -> Result<usize, EncodeError> {
-    encode_into(&(&body.removed, &body.changed, &body.added), out)
+    encode_into(
+        &(&body.removed, &body.changed, &body.added, &body.fields),
+        out,
+    )
 }
 
 /// Appends one player's complete snapshot message to `out`: the per-player header
@@ -192,6 +195,18 @@ mod tests {
                 pos: [8000, 16000],
                 vel: [-53, 0],
             }],
+            fields: vec![
+                FieldChange {
+                    skip: 0,
+                    field: 0,
+                    delta: -5,
+                },
+                FieldChange {
+                    skip: 2,
+                    field: 7,
+                    delta: 300,
+                },
+            ],
         };
         let whole = encode_to_vec(&ServerMsg::Snapshot(Snapshot {
             tick: 1_234_567,
@@ -200,6 +215,7 @@ mod tests {
             removed: body.removed.clone(),
             changed: body.changed.clone(),
             added: body.added.clone(),
+            fields: body.fields.clone(),
         }))
         .unwrap();
         let mut shared = Vec::new();
@@ -272,8 +288,10 @@ mod tests {
             seq: 1,
             movement: Vec2::new(1.0, 0.0),
             buttons: 0,
+            payload: InputPayload::default(),
         }))
         .unwrap();
-        assert_eq!(bytes.len(), 1 + 1 + 8 + 1);
+        // Variant, seq, two f32, buttons, and the empty payload's length.
+        assert_eq!(bytes.len(), 1 + 1 + 8 + 1 + 1);
     }
 }

@@ -16,7 +16,9 @@
 //! keyframe is the delta against nothing: every entity is new. Arithmetic wraps on
 //! `i32` overflow, identically on both sides, so no input can make either side panic.
 
-use crate::message::{Added, Changed, EntityKind, EntityState, Snapshot};
+use crate::message::{
+    Added, Changed, EntityKind, EntityState, FieldChange, Fields, Snapshot, MAX_FIELDS,
+};
 
 /// One entity, quantised as it travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,6 +31,8 @@ pub struct QEntity {
     pub pos: [i32; 2],
     /// Velocity in quanta per tick.
     pub vel: [i32; 2],
+    /// The game's declared fields (undeclared ones are 0).
+    pub fields: Fields,
 }
 
 impl QEntity {
@@ -77,6 +81,7 @@ impl Quantizer {
             kind: e.kind,
             pos: [self.q(e.pos.x), self.q(e.pos.y)],
             vel: [self.q(e.vel.x * self.dt), self.q(e.vel.y * self.dt)],
+            fields: e.fields,
         }
     }
 
@@ -91,6 +96,7 @@ impl Quantizer {
                 q.pos[1] as f32 * self.quantum,
             ),
             vel: glam::Vec2::new(q.vel[0] as f32 * to_speed, q.vel[1] as f32 * to_speed),
+            fields: q.fields,
         }
     }
 }
@@ -104,6 +110,8 @@ pub struct DeltaBody {
     pub changed: Vec<Changed>,
     /// See [`Snapshot::added`].
     pub added: Vec<Added>,
+    /// See [`Snapshot::fields`].
+    pub fields: Vec<FieldChange>,
 }
 
 impl DeltaBody {
@@ -112,11 +120,37 @@ impl DeltaBody {
         self.removed.clear();
         self.changed.clear();
         self.added.clear();
+        self.fields.clear();
     }
 
     /// Number of entity records it carries.
     pub fn records(&self) -> usize {
-        self.removed.len() + self.changed.len() + self.added.len()
+        self.removed.len() + self.changed.len() + self.added.len() + self.fields.len()
+    }
+}
+
+/// Emits the field changes of one entity of the new world (its index `at`, in id
+/// order) against the fields the client has for it (`from`: 0 for an added entity).
+fn field_changes(
+    out: &mut Vec<FieldChange>,
+    cursor: &mut usize,
+    at: usize,
+    from: &Fields,
+    to: &Fields,
+) {
+    if from == to {
+        return;
+    }
+    for (field, (a, b)) in from.iter().zip(to).enumerate() {
+        if a != b {
+            out.push(FieldChange {
+                // Ids and indices of a world fit in u32 (ids are u32).
+                skip: (at - *cursor) as u32,
+                field: field as u8,
+                delta: b.wrapping_sub(*a),
+            });
+            *cursor = at;
+        }
     }
 }
 
@@ -131,13 +165,18 @@ pub fn diff(base: Option<(u64, &[QEntity])>, tick: u64, current: &[QEntity], out
     let mut last_removed: Option<u32> = None;
     let mut last_added: Option<u32> = None;
     let mut skip = 0u32;
+    let mut field_cursor = 0usize;
+    const ZERO: Fields = [0; MAX_FIELDS];
     loop {
         match (base.get(i), current.get(j)) {
             (Some(b), Some(c)) if b.id == c.id => {
                 let predicted = b.predicted(ticks);
-                if c.pos == predicted && c.vel == b.vel && c.kind == b.kind {
+                let same_kind = c.kind == b.kind;
+                let from = if same_kind { &b.fields } else { &ZERO };
+                field_changes(&mut out.fields, &mut field_cursor, j, from, &c.fields);
+                if c.pos == predicted && c.vel == b.vel && same_kind {
                     skip += 1;
-                } else if c.kind != b.kind {
+                } else if !same_kind {
                     // An id reused for another kind: remove and re-add.
                     out.removed.push(gap(&mut last_removed, b.id));
                     out.added.push(added(&mut last_added, c));
@@ -163,6 +202,7 @@ pub fn diff(base: Option<(u64, &[QEntity])>, tick: u64, current: &[QEntity], out
                 i += 1;
             }
             (_, Some(c)) => {
+                field_changes(&mut out.fields, &mut field_cursor, j, &ZERO, &c.fields);
                 out.added.push(added(&mut last_added, c));
                 j += 1;
             }
@@ -220,6 +260,10 @@ pub enum DeltaError {
     /// `added` names an id the client already holds, or ids out of order.
     #[error("added entity {0} is already held or out of order")]
     BadAdded(u64),
+    /// `fields` entry `n` steps past the last entity, names a field beyond
+    /// [`MAX_FIELDS`], or repeats a field (or goes back) on the same entity.
+    #[error("field change {0} does not fit the world")]
+    BadField(usize),
 }
 
 /// A client's reconstruction of the world: what it was last sent.
@@ -284,10 +328,12 @@ impl World {
             // half the memory traffic of building a new list, which is what a client
             // holding a large world (or a bot process holding a thousand) pays for.
             check_changed(self.entities.len(), &s.changed)?;
+            check_fields(self.entities.len(), &s.fields)?;
             for e in &mut self.entities {
                 e.pos = e.predicted(ticks);
             }
             add_changed(&mut self.entities, &s.changed);
+            add_fields(&mut self.entities, &s.fields);
             self.tick = Some(s.tick);
             return Ok(());
         }
@@ -336,6 +382,7 @@ impl World {
                     kind: a.kind,
                     pos: a.pos,
                     vel: a.vel,
+                    fields: [0; MAX_FIELDS],
                 });
             }
             // Both runs are sorted; a stable sort of two sorted runs is a merge.
@@ -349,6 +396,9 @@ impl World {
                 return Err(DeltaError::BadAdded(u64::from(dup)));
             }
         }
+        // The scratch list is not the world yet: an error here still changes nothing.
+        check_fields(out.len(), &s.fields)?;
+        add_fields(out, &s.fields);
         std::mem::swap(&mut self.entities, &mut self.scratch);
         self.tick = Some(s.tick);
         Ok(())
@@ -388,6 +438,42 @@ fn add_changed(entities: &mut [QEntity], changed: &[Changed]) {
     }
 }
 
+/// Checks that every field change lands on one of `len` entities, names a field that
+/// exists, and that changes of one entity come in ascending field order.
+fn check_fields(len: usize, changes: &[FieldChange]) -> Result<(), DeltaError> {
+    let mut at = 0usize;
+    let mut last_field: Option<u8> = None;
+    for (n, c) in changes.iter().enumerate() {
+        if c.skip > 0 {
+            last_field = None;
+        }
+        at = at
+            .checked_add(c.skip as usize)
+            .filter(|i| *i < len)
+            .ok_or(DeltaError::BadField(n))?;
+        if usize::from(c.field) >= MAX_FIELDS || last_field.is_some_and(|f| c.field <= f) {
+            return Err(DeltaError::BadField(n));
+        }
+        last_field = Some(c.field);
+    }
+    Ok(())
+}
+
+/// Adds the field deltas to the entities they step to; after [`check_fields`] every
+/// change lands.
+fn add_fields(entities: &mut [QEntity], changes: &[FieldChange]) {
+    let mut at = 0usize;
+    for c in changes {
+        at = at.saturating_add(c.skip as usize);
+        if let Some(v) = entities
+            .get_mut(at)
+            .and_then(|e| e.fields.get_mut(usize::from(c.field)))
+        {
+            *v = v.wrapping_add(c.delta);
+        }
+    }
+}
+
 /// The next id of a gap-coded list, in u64 so no sum wraps.
 fn id_stream(gaps: &mut std::slice::Iter<'_, u32>, prev: Option<u64>) -> Option<u64> {
     gaps.next().map(|g| match prev {
@@ -406,6 +492,7 @@ mod tests {
             kind: EntityKind::Npc,
             pos,
             vel,
+            fields: [0; MAX_FIELDS],
         }
     }
 
@@ -417,6 +504,7 @@ mod tests {
             removed: body.removed.clone(),
             changed: body.changed.clone(),
             added: body.added.clone(),
+            fields: body.fields.clone(),
         }
     }
 
@@ -616,8 +704,10 @@ mod tests {
             kind: EntityKind::Avatar,
             pos: glam::Vec2::new(500.0625, 3.5),
             vel: glam::Vec2::new(100.0, -30.0),
+            fields: [3, -1, 0, 0, 0, 0, 0, 9],
         };
         let qe = q.quantize(&s);
+        assert_eq!(qe.fields, s.fields, "fields travel as they are");
         assert_eq!(qe.pos, [8001, 56]);
         assert_eq!(qe.vel, [53, -16]); // 100/30*16 = 53.3, -30/30*16 = -16
         let back = q.dequantize(&qe);
@@ -631,5 +721,114 @@ mod tests {
             .pos,
             [0, i32::MAX]
         );
+    }
+
+    fn with_fields(mut q: QEntity, fields: &[(usize, i32)]) -> QEntity {
+        for &(i, v) in fields {
+            q.fields[i] = v;
+        }
+        q
+    }
+
+    #[test]
+    fn fields_cost_nothing_when_unchanged_and_a_change_each_otherwise() {
+        let base = vec![
+            with_fields(e(1, [0, 0], [1, 0]), &[(0, 100)]),
+            with_fields(e(2, [5, 5], [0, 0]), &[(0, 100), (3, 7)]),
+            e(4, [9, 9], [0, 0]),
+        ];
+        // Tick 2: entity 2 loses health and scores; entity 3 appears with a team; the
+        // rest only move as predicted.
+        let current = vec![
+            with_fields(e(1, [1, 0], [1, 0]), &[(0, 100)]),
+            with_fields(e(2, [5, 5], [0, 0]), &[(0, 90), (3, 8)]),
+            with_fields(e(3, [2, 2], [0, 0]), &[(1, 2)]),
+            e(4, [9, 9], [0, 0]),
+        ];
+        let mut body = DeltaBody::default();
+        diff(Some((1, &base)), 2, &current, &mut body);
+        assert!(body.changed.is_empty() && body.removed.is_empty());
+        assert_eq!(
+            body.fields,
+            [
+                FieldChange {
+                    skip: 1,
+                    field: 0,
+                    delta: -10
+                },
+                FieldChange {
+                    skip: 0,
+                    field: 3,
+                    delta: 1
+                },
+                FieldChange {
+                    skip: 1,
+                    field: 1,
+                    delta: 2
+                },
+            ]
+        );
+        let mut world = World::default();
+        let mut key = DeltaBody::default();
+        diff(None, 1, &base, &mut key);
+        world.apply(&snapshot(1, 0, &key)).unwrap();
+        assert_eq!(world.entities, base, "a keyframe sets the fields");
+        world.apply(&snapshot(2, 1, &body)).unwrap();
+        assert_eq!(world.entities, current);
+        // Unchanged fields: not a byte.
+        let mut same = DeltaBody::default();
+        let moved: Vec<QEntity> = current
+            .iter()
+            .map(|c| QEntity {
+                pos: c.predicted(1),
+                ..*c
+            })
+            .collect();
+        diff(Some((2, &current)), 3, &moved, &mut same);
+        assert_eq!(same.records(), 0);
+    }
+
+    #[test]
+    fn bad_field_changes_leave_the_world_as_it_was() {
+        let base = vec![e(1, [0, 0], [0, 0]), e(2, [0, 0], [0, 0])];
+        let mut key = DeltaBody::default();
+        diff(None, 1, &base, &mut key);
+        let mut world = World::default();
+        world.apply(&snapshot(1, 0, &key)).unwrap();
+        let change = |skip, field| FieldChange {
+            skip,
+            field,
+            delta: 1,
+        };
+        for (fields, bad) in [
+            (vec![change(2, 0)], 0),                // past the last entity
+            (vec![change(0, MAX_FIELDS as u8)], 0), // no such field
+            (vec![change(0, 3), change(0, 3)], 1),  // the same field twice
+            (vec![change(0, 3), change(0, 1)], 1),  // fields going back
+            (vec![change(1, 0), change(u32::MAX, 0)], 1),
+        ] {
+            let s = Snapshot {
+                fields,
+                ..snapshot(2, 1, &DeltaBody::default())
+            };
+            assert_eq!(world.apply(&s), Err(DeltaError::BadField(bad)));
+            assert_eq!(world.tick, Some(1));
+            assert_eq!(world.entities, base);
+            // The same through the path that rebuilds the world (an entity added).
+            let s = Snapshot {
+                added: vec![Added {
+                    id_gap: 3,
+                    kind: EntityKind::Npc,
+                    pos: [0, 0],
+                    vel: [0, 0],
+                }],
+                ..s
+            };
+            if bad == 0 && s.fields[0].skip == 2 {
+                continue; // three entities now: that change lands
+            }
+            assert_eq!(world.apply(&s), Err(DeltaError::BadField(bad)));
+            assert_eq!(world.entities, base);
+        }
     }
 }

@@ -15,6 +15,7 @@ pub mod close;
 pub mod codec;
 pub mod delta;
 pub mod message;
+pub mod payload;
 pub mod validate;
 pub mod websocket;
 
@@ -24,17 +25,18 @@ pub use codec::{decode, decode_client, decode_server, encode_into, DecodeError, 
 /// glam versions themselves.
 pub use glam;
 pub use message::{
-    Added, Changed, ClientMsg, EntityKind, EntityState, Hello, Input, Ping, Pong, ServerMsg,
-    SessionToken, Snapshot, Welcome,
+    Added, Changed, ClientMsg, EntityKind, EntityState, FieldChange, FieldKind, FieldSpec, Fields,
+    GameEvent, GameMessage, Hello, Input, InputPayload, Ping, Pong, ServerMsg, SessionToken,
+    Snapshot, Welcome, MAX_FIELDS,
 };
 
 /// The WebSocket subprotocol a client must offer in `Sec-WebSocket-Protocol`.
-pub const SUBPROTOCOL: &str = "tickcast.v1";
+pub const SUBPROTOCOL: &str = "tickcast.v2";
 
 /// Version carried in `Hello` and `Welcome`. Bumped on any incompatible change to
 /// the message encoding; a mismatch ends the connection with
 /// [`DisconnectReason::VersionMismatch`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Default cap on one whole WebSocket message (all fragments together) that a server
 /// accepts from a client. Clients accept larger server messages (snapshots of big

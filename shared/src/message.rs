@@ -8,6 +8,8 @@
 use glam::Vec2;
 use serde::{Deserialize, Serialize};
 
+pub use crate::payload::InputPayload;
+
 /// Everything a client may send, after the WebSocket handshake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ClientMsg {
@@ -17,6 +19,9 @@ pub enum ClientMsg {
     Input(Input),
     /// Round-trip time probe; answered with [`ServerMsg::Pong`].
     Ping(Ping),
+    /// A reliable message to the game (a chat line, a purchase, a vote), handed to the
+    /// game's `on_message` in order. Size- and rate-limited.
+    Message(GameMessage),
 }
 
 /// Everything the server sends.
@@ -28,6 +33,8 @@ pub enum ServerMsg {
     Snapshot(Snapshot),
     /// Answer to `Ping`.
     Pong(Pong),
+    /// A reliable message from the game (a score, "you were tagged"), in order.
+    Event(GameEvent),
 }
 
 /// Joins the room named in the upgrade URL.
@@ -53,7 +60,7 @@ pub type SessionToken = [u8; 16];
 
 /// The player's controls. Latest-wins on the server: a newer input replaces an older one
 /// that was not yet applied.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Input {
     /// Strictly increasing per connection; echoed as [`Snapshot::last_input_seq`] once applied.
     pub seq: u32,
@@ -61,6 +68,23 @@ pub struct Input {
     pub movement: Vec2,
     /// Game-defined button bits.
     pub buttons: u16,
+    /// Game-defined extra controls (an aim angle, a selected item): up to
+    /// [`crate::payload::MAX_INPUT_PAYLOAD`] bytes, latest-wins with the rest.
+    pub payload: InputPayload,
+}
+
+/// A reliable message from a player to the game: opaque bytes the game interprets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GameMessage {
+    /// At most the server's `--max-game-message-bytes` (1 KiB by default).
+    pub payload: Vec<u8>,
+}
+
+/// A reliable message from the game to a player: opaque bytes the game defined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GameEvent {
+    /// What the game sent.
+    pub payload: Vec<u8>,
 }
 
 /// Round-trip probe.
@@ -91,6 +115,48 @@ pub struct Welcome {
     /// World units per position quantum: positions are `quanta * pos_quantum`, and
     /// velocities `quanta_per_tick * pos_quantum * tick_rate` units per second.
     pub pos_quantum: f32,
+    /// The name of the game the room runs (`arena`, `tag`, ...).
+    pub game: String,
+    /// The integer fields the game's entities carry besides position and velocity, in
+    /// field-index order (at most [`MAX_FIELDS`]): what a client can show without
+    /// knowing the game.
+    pub fields: Vec<FieldSpec>,
+}
+
+/// Most fields a game may declare per entity.
+pub const MAX_FIELDS: usize = 8;
+
+/// Longest field name, in bytes.
+pub const MAX_FIELD_NAME_BYTES: usize = 32;
+
+/// The values of an entity's fields, by field index; undeclared ones are 0.
+pub type Fields = [i32; MAX_FIELDS];
+
+/// One game-declared entity field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldSpec {
+    /// What it is called (`health`, `score`, `team`): 1 to [`MAX_FIELD_NAME_BYTES`] bytes.
+    pub name: String,
+    /// The range its values keep to, so a client knows how to show it.
+    pub kind: FieldKind,
+}
+
+/// The range of a field's values. Every field travels as a zigzag-varint `i32` delta;
+/// the kind only says what values the game keeps it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FieldKind {
+    /// 0 or 1.
+    Bool,
+    /// 0 to 255.
+    U8,
+    /// -128 to 127.
+    I8,
+    /// 0 to 65535.
+    U16,
+    /// -32768 to 32767.
+    I16,
+    /// Any `i32`.
+    I32,
 }
 
 /// The world after tick `tick`, as this player sees it: a delta against the snapshot
@@ -117,6 +183,22 @@ pub struct Snapshot {
     /// Entities the player does not have yet (spawned or entering view), as ascending
     /// id gaps like `removed`.
     pub added: Vec<Added>,
+    /// Field values that differ from what the client has, applied last, walking the
+    /// world after removals, changes and additions in id order (an added entity's
+    /// fields start at 0).
+    pub fields: Vec<FieldChange>,
+}
+
+/// One field of one entity that changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// Entities to step over from the entity of the previous change (from the first
+    /// entity for the first change). 0 names the same entity again, for a later field.
+    pub skip: u32,
+    /// The field's index in the `Welcome`'s list.
+    pub field: u8,
+    /// The new value minus the old one (wrapping).
+    pub delta: i32,
 }
 
 /// A held entity whose state is not what the client predicts.
@@ -173,4 +255,19 @@ pub struct EntityState {
     pub pos: Vec2,
     /// Velocity in world units per second (clients extrapolate with it).
     pub vel: Vec2,
+    /// The game's declared fields, by index ([`Welcome::fields`]); the rest are 0.
+    pub fields: Fields,
+}
+
+impl EntityState {
+    /// An entity with all fields 0.
+    pub fn new(id: u32, kind: EntityKind, pos: Vec2, vel: Vec2) -> Self {
+        Self {
+            id,
+            kind,
+            pos,
+            vel,
+            fields: [0; MAX_FIELDS],
+        }
+    }
 }

@@ -1,14 +1,17 @@
 //! Property tests of the codec: decoding never panics, whatever the bytes, and every
-//! message round-trips bit for bit.
+//! message of protocol v2 round-trips bit for bit.
 //!
 //! Floats are compared by their bits (so NaN payloads and -0.0 must survive too); the
 //! strategies mix arbitrary values with the edges of the varint forms (250/251,
 //! 65535/65536, 2^32), of the zig-zag `i32` forms (±125/126, ±32,768) and of `f32` (NaN,
-//! infinities, -0.0, subnormals). Snapshots here are arbitrary (the codec does not care
-//! whether a delta applies); `delta_props.rs` covers applying them. Client messages are
-//! also decoded with `decode_client`, the server's path under the 4 KiB ceiling.
-//! Session tokens (`Hello.resume`, `Welcome.session_token`) mix arbitrary bytes with
-//! bytes that would be varint markers (251..=255) if they were wrongly varint-encoded.
+//! infinities, -0.0, subnormals). Snapshots here are arbitrary, field changes included
+//! (the codec does not care whether a delta applies); `delta_props.rs` covers applying
+//! them. Client messages are also decoded with `decode_client`, the server's path under
+//! the 4 KiB ceiling. Session tokens (`Hello.resume`, `Welcome.session_token`), byte
+//! strings (`Input.payload` of 0..=32 bytes, `GameMessage` and `GameEvent` payloads) and
+//! `FieldChange.field` mix arbitrary bytes with bytes that would be varint markers
+//! (251..=255) if they were wrongly varint-encoded. An input payload of 33 bytes or more
+//! never decodes.
 
 #![allow(clippy::unwrap_used)]
 
@@ -20,12 +23,14 @@ use tickcast_shared::codec::{
     CLIENT_ALLOC_LIMIT,
 };
 use tickcast_shared::delta::DeltaBody;
+use tickcast_shared::payload::MAX_INPUT_PAYLOAD;
 use tickcast_shared::{
-    decode, Added, Changed, ClientMsg, DecodeError, EntityKind, Hello, Input, Ping, Pong,
-    ServerMsg, SessionToken, Snapshot, Welcome, DEFAULT_MAX_MESSAGE_BYTES,
+    decode, Added, Changed, ClientMsg, DecodeError, EntityKind, FieldChange, FieldKind, FieldSpec,
+    GameEvent, GameMessage, Hello, Input, InputPayload, Ping, Pong, ServerMsg, SessionToken,
+    Snapshot, Welcome, DEFAULT_MAX_MESSAGE_BYTES, MAX_FIELDS, PROTOCOL_VERSION,
 };
 
-/// Big enough for every generated message (a snapshot of 3 × 64 records is under 8 KiB).
+/// Big enough for every generated message (a snapshot of 4 × 64 records is under 10 KiB).
 const MAX: usize = DEFAULT_MAX_MESSAGE_BYTES;
 
 // ---------------------------------------------------------------- strategies
@@ -130,6 +135,48 @@ fn resume() -> impl Strategy<Value = Option<SessionToken>> {
     prop_oneof![Just(None), token().prop_map(Some)]
 }
 
+/// A byte that is a varint marker, or next to one, or zero: what a wrong varint reading
+/// of a raw byte would trip on.
+fn marker_byte() -> impl Strategy<Value = u8> {
+    prop::sample::select(vec![0u8, 1, 250, 251, 252, 253, 254, 255])
+}
+
+/// `len` bytes: arbitrary, or all drawn from the varint markers.
+fn raw_bytes(len: impl Strategy<Value = usize>) -> impl Strategy<Value = Vec<u8>> {
+    len.prop_flat_map(|n| {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), n),
+            prop::collection::vec(marker_byte(), n),
+        ]
+    })
+}
+
+/// Input payloads of 0..=32 bytes, the limit itself often.
+fn input_payload() -> impl Strategy<Value = InputPayload> {
+    raw_bytes(prop_oneof![
+        3 => 0..=MAX_INPUT_PAYLOAD,
+        1 => Just(MAX_INPUT_PAYLOAD),
+        1 => Just(0),
+    ])
+    .prop_map(|b| InputPayload::new(&b).unwrap())
+}
+
+/// Game message and event payloads: empty, small, past 250 bytes (a three-byte length),
+/// and up to `max` bytes.
+fn game_payload(max: usize) -> impl Strategy<Value = Vec<u8>> {
+    raw_bytes(prop_oneof![
+        3 => 0usize..40,
+        1 => 245usize..260,
+        1 => 0..=max,
+    ])
+}
+
+/// The longest payloads most properties try: past the 1 KiB default game-message limit.
+const LONG_PAYLOAD: usize = 1100;
+
+/// The longest payloads of the properties that try every byte position.
+const SHORT_PAYLOAD: usize = 260;
+
 fn hello() -> impl Strategy<Value = Hello> {
     (u16_any(), text(), text(), resume()).prop_map(|(protocol_version, name, room, resume)| Hello {
         protocol_version,
@@ -140,23 +187,30 @@ fn hello() -> impl Strategy<Value = Hello> {
 }
 
 fn input(f: impl Strategy<Value = f32> + Clone) -> impl Strategy<Value = Input> {
-    (u32_any(), vec2_with(f), u16_any()).prop_map(|(seq, movement, buttons)| Input {
-        seq,
-        movement,
-        buttons,
-    })
+    (u32_any(), vec2_with(f), u16_any(), input_payload()).prop_map(
+        |(seq, movement, buttons, payload)| Input {
+            seq,
+            movement,
+            buttons,
+            payload,
+        },
+    )
 }
 
-fn client_msg_with(f: impl Strategy<Value = f32> + Clone) -> impl Strategy<Value = ClientMsg> {
+fn client_msg_with(
+    f: impl Strategy<Value = f32> + Clone,
+    max_payload: usize,
+) -> impl Strategy<Value = ClientMsg> {
     prop_oneof![
         hello().prop_map(ClientMsg::Hello),
         input(f).prop_map(ClientMsg::Input),
         u64_any().prop_map(|nonce| ClientMsg::Ping(Ping { nonce })),
+        game_payload(max_payload).prop_map(|payload| ClientMsg::Message(GameMessage { payload })),
     ]
 }
 
 fn client_msg() -> impl Strategy<Value = ClientMsg> {
-    client_msg_with(f32_any())
+    client_msg_with(f32_any(), LONG_PAYLOAD)
 }
 
 fn kind() -> impl Strategy<Value = EntityKind> {
@@ -206,6 +260,24 @@ fn added() -> impl Strategy<Value = Added> {
     })
 }
 
+/// Field indexes: valid ones mostly, and any byte (the codec carries any `u8`; only
+/// `World::apply` refuses 8 and up).
+fn field_index() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        4 => 0u8..MAX_FIELDS as u8,
+        1 => marker_byte(),
+        1 => any::<u8>(),
+    ]
+}
+
+fn field_change() -> impl Strategy<Value = FieldChange> {
+    (u32_any(), field_index(), i32_any()).prop_map(|(skip, field, delta)| FieldChange {
+        skip,
+        field,
+        delta,
+    })
+}
+
 /// A snapshot body of up to `max` records of each list (the codec does not care whether
 /// the delta would apply).
 fn body(max: usize) -> impl Strategy<Value = DeltaBody> {
@@ -213,11 +285,13 @@ fn body(max: usize) -> impl Strategy<Value = DeltaBody> {
         prop::collection::vec(u32_any(), 0..max),
         prop::collection::vec(changed(), 0..max),
         prop::collection::vec(added(), 0..max),
+        prop::collection::vec(field_change(), 0..max),
     )
-        .prop_map(|(removed, changed, added)| DeltaBody {
+        .prop_map(|(removed, changed, added, fields)| DeltaBody {
             removed,
             changed,
             added,
+            fields,
         })
 }
 
@@ -230,7 +304,30 @@ fn snapshot(max: usize) -> impl Strategy<Value = Snapshot> {
             removed: b.removed,
             changed: b.changed,
             added: b.added,
+            fields: b.fields,
         }
+    })
+}
+
+fn field_kind() -> impl Strategy<Value = FieldKind> {
+    prop::sample::select(vec![
+        FieldKind::Bool,
+        FieldKind::U8,
+        FieldKind::I8,
+        FieldKind::U16,
+        FieldKind::I16,
+        FieldKind::I32,
+    ])
+}
+
+/// Field declarations: up to 8 as a server sends, and a few more (the codec has no
+/// count limit of its own).
+fn field_specs() -> impl Strategy<Value = Vec<FieldSpec>> {
+    prop_oneof![4 => 0..=MAX_FIELDS, 1 => 0usize..12].prop_flat_map(|n| {
+        prop::collection::vec(
+            (text(), field_kind()).prop_map(|(name, kind)| FieldSpec { name, kind }),
+            n,
+        )
     })
 }
 
@@ -244,6 +341,8 @@ fn welcome(f: impl Strategy<Value = f32> + Clone) -> impl Strategy<Value = Welco
         vec2_with(f.clone()),
         token(),
         f,
+        text(),
+        field_specs(),
     )
         .prop_map(
             |(
@@ -255,6 +354,8 @@ fn welcome(f: impl Strategy<Value = f32> + Clone) -> impl Strategy<Value = Welco
                 world_size,
                 session_token,
                 pos_quantum,
+                game,
+                fields,
             )| {
                 Welcome {
                     protocol_version,
@@ -265,12 +366,15 @@ fn welcome(f: impl Strategy<Value = f32> + Clone) -> impl Strategy<Value = Welco
                     world_size,
                     session_token,
                     pos_quantum,
+                    game,
+                    fields,
                 }
             },
         )
 }
 
-/// Server messages; snapshots have up to `max_records` records in each of their lists.
+/// Server messages; snapshots have up to `max_records` records in each of their lists,
+/// and event payloads up to 40 bytes per record (at least `SHORT_PAYLOAD`).
 fn server_msg_with(
     f: impl Strategy<Value = f32> + Clone,
     max_records: usize,
@@ -280,6 +384,8 @@ fn server_msg_with(
         snapshot(max_records).prop_map(ServerMsg::Snapshot),
         (u64_any(), u64_any())
             .prop_map(|(nonce, server_tick)| ServerMsg::Pong(Pong { nonce, server_tick })),
+        game_payload((max_records * 40).max(SHORT_PAYLOAD))
+            .prop_map(|payload| ServerMsg::Event(GameEvent { payload })),
     ]
 }
 
@@ -295,8 +401,13 @@ enum Any {
 }
 
 fn any_msg(max_records: usize) -> impl Strategy<Value = Any> {
+    let max_payload = if max_records < 32 {
+        SHORT_PAYLOAD
+    } else {
+        LONG_PAYLOAD
+    };
     prop_oneof![
-        client_msg().prop_map(Any::Client),
+        client_msg_with(f32_any(), max_payload).prop_map(Any::Client),
         server_msg_with(f32_any(), max_records).prop_map(Any::Server),
     ]
 }
@@ -341,8 +452,10 @@ fn client_same_bits(a: &ClientMsg, b: &ClientMsg) -> bool {
             a.seq == b.seq
                 && vec2_bits(a.movement) == vec2_bits(b.movement)
                 && a.buttons == b.buttons
+                && a.payload.as_bytes() == b.payload.as_bytes()
         }
         (ClientMsg::Ping(a), ClientMsg::Ping(b)) => a == b,
+        (ClientMsg::Message(a), ClientMsg::Message(b)) => a == b,
         _ => false,
     }
 }
@@ -358,12 +471,76 @@ fn server_same_bits(a: &ServerMsg, b: &ServerMsg) -> bool {
                 && vec2_bits(a.world_size) == vec2_bits(b.world_size)
                 && a.session_token == b.session_token
                 && a.pos_quantum.to_bits() == b.pos_quantum.to_bits()
+                && a.game == b.game
+                && a.fields == b.fields
         }
         // Snapshots are integers only: plain equality is bit equality.
         (ServerMsg::Snapshot(a), ServerMsg::Snapshot(b)) => a == b,
         (ServerMsg::Pong(a), ServerMsg::Pong(b)) => a == b,
+        (ServerMsg::Event(a), ServerMsg::Event(b)) => a == b,
         _ => false,
     }
+}
+
+// ------------------------------------------- a reference encoder, by the document
+
+/// The varint of PROTOCOL.md section 4, written from the table (not by the codec).
+fn ref_varint(v: u64) -> Vec<u8> {
+    if v < 251 {
+        vec![v as u8]
+    } else if v <= 0xffff {
+        let mut out = vec![0xfb];
+        out.extend_from_slice(&(v as u16).to_le_bytes());
+        out
+    } else if v <= 0xffff_ffff {
+        let mut out = vec![0xfc];
+        out.extend_from_slice(&(v as u32).to_le_bytes());
+        out
+    } else {
+        let mut out = vec![0xfd];
+        out.extend_from_slice(&v.to_le_bytes());
+        out
+    }
+}
+
+/// An `i32` as the document says: zig-zag, then a varint.
+fn ref_i32(n: i32) -> Vec<u8> {
+    let z = if n >= 0 {
+        u64::from(n.unsigned_abs()) * 2
+    } else {
+        u64::from(n.unsigned_abs()) * 2 - 1
+    };
+    ref_varint(z)
+}
+
+/// A byte string (or the bytes of a string): a varint length, then the bytes as they are.
+fn ref_bytes(b: &[u8]) -> Vec<u8> {
+    let mut out = ref_varint(b.len() as u64);
+    out.extend_from_slice(b);
+    out
+}
+
+/// The index of a `FieldKind` in the document's table.
+fn ref_kind(k: FieldKind) -> u8 {
+    match k {
+        FieldKind::Bool => 0,
+        FieldKind::U8 => 1,
+        FieldKind::I8 => 2,
+        FieldKind::U16 => 3,
+        FieldKind::I16 => 4,
+        FieldKind::I32 => 5,
+    }
+}
+
+/// What follows `pos_quantum` in a `Welcome`: `game`, then the `fields` list.
+fn ref_welcome_tail(w: &Welcome) -> Vec<u8> {
+    let mut out = ref_bytes(w.game.as_bytes());
+    out.extend(ref_varint(w.fields.len() as u64));
+    for f in &w.fields {
+        out.extend(ref_bytes(f.name.as_bytes()));
+        out.push(ref_kind(f.kind));
+    }
+    out
 }
 
 // ------------------------------------------------------------------ properties
@@ -404,7 +581,7 @@ proptest! {
     /// Without NaN, plain `PartialEq` holds too.
     #[test]
     fn round_trip_eq_without_nan(
-        c in client_msg_with(f32_not_nan()),
+        c in client_msg_with(f32_not_nan(), LONG_PAYLOAD),
         s in server_msg_with(f32_not_nan(), 32),
     ) {
         let cb = encode_to_vec(&c).unwrap();
@@ -488,8 +665,9 @@ proptest! {
     }
 
     /// `Hello.resume` is the last field: one tag byte (0 none, 1 some), then the token's
-    /// 16 bytes as they are. `Welcome.session_token` is 16 bytes as they are, just before
-    /// the 4 bytes of `pos_quantum`.
+    /// 16 bytes as they are. `Welcome.session_token` is 16 bytes as they are, followed by
+    /// the 4 bytes of `pos_quantum`, then `game` and the `fields` list as the document
+    /// spells them (each `FieldSpec` a string and a kind index).
     #[test]
     fn tokens_are_sixteen_raw_bytes(h in hello(), t in token(), w in welcome(f32_any())) {
         let none = encode_to_vec(&ClientMsg::Hello(Hello { resume: None, ..h.clone() })).unwrap();
@@ -502,9 +680,92 @@ proptest! {
         prop_assert_eq!(&some[at + 1..], &t[..]);
 
         let bytes = encode_to_vec(&ServerMsg::Welcome(w.clone())).unwrap();
-        let n = bytes.len();
+        let tail = ref_welcome_tail(&w);
+        prop_assert!(bytes.ends_with(&tail), "{:?} does not end with {:?}", bytes, tail);
+        let n = bytes.len() - tail.len();
         prop_assert_eq!(&bytes[n - 20..n - 4], &w.session_token[..]);
-        prop_assert_eq!(&bytes[n - 4..], &w.pos_quantum.to_le_bytes()[..]);
+        prop_assert_eq!(&bytes[n - 4..n], &w.pos_quantum.to_le_bytes()[..]);
+    }
+
+    /// The messages with byte strings, as the document spells them: an `Input` is its
+    /// fields in order, the payload last as a length and its bytes; a `GameMessage` and a
+    /// `GameEvent` are variant 3 and the payload. Each round-trips, and every strict
+    /// prefix is refused.
+    #[test]
+    fn byte_strings_round_trip_and_every_truncation_fails(
+        input in input(f32_any()),
+        payload in game_payload(LONG_PAYLOAD),
+    ) {
+        let msg = ClientMsg::Input(input);
+        let bytes = encode_to_vec(&msg).unwrap();
+        let mut expected = vec![1];
+        expected.extend(ref_varint(input.seq.into()));
+        expected.extend(input.movement.x.to_le_bytes());
+        expected.extend(input.movement.y.to_le_bytes());
+        expected.extend(ref_varint(input.buttons.into()));
+        expected.extend(ref_bytes(input.payload.as_bytes()));
+        prop_assert_eq!(&bytes, &expected);
+        let back = decode_client(&bytes, MAX).unwrap();
+        prop_assert!(client_same_bits(&msg, &back), "{msg:?} came back as {back:?}");
+        for cut in 0..bytes.len() {
+            prop_assert!(decode_client(&bytes[..cut], MAX).is_err(), "Input prefix {cut}");
+        }
+
+        let message = ClientMsg::Message(GameMessage { payload: payload.clone() });
+        let event = ServerMsg::Event(GameEvent { payload: payload.clone() });
+        let mut expected = vec![3];
+        expected.extend(ref_bytes(&payload));
+        let m = encode_to_vec(&message).unwrap();
+        let e = encode_to_vec(&event).unwrap();
+        prop_assert_eq!(&m, &expected);
+        prop_assert_eq!(&e, &expected);
+        prop_assert_eq!(decode_client(&m, MAX).unwrap(), message);
+        prop_assert_eq!(decode_server(&e).unwrap(), event);
+        for cut in 0..expected.len() {
+            prop_assert!(decode_client(&expected[..cut], MAX).is_err(), "Message prefix {cut}");
+            prop_assert!(decode_server(&expected[..cut]).is_err(), "Event prefix {cut}");
+        }
+    }
+
+    /// An input payload of 33 bytes or more never decodes, whatever its bytes; 32 do.
+    #[test]
+    fn input_payloads_over_the_limit_never_decode(
+        input in input(f32_any()),
+        extra in raw_bytes(prop_oneof![
+            3 => Just(MAX_INPUT_PAYLOAD + 1),
+            2 => MAX_INPUT_PAYLOAD + 1..300,
+        ]),
+    ) {
+        let mut bytes = encode_to_vec(&ClientMsg::Input(Input { payload: InputPayload::default(), ..input })).unwrap();
+        prop_assert_eq!(bytes.pop(), Some(0), "an empty payload is the last byte, 00");
+        let mut full = bytes.clone();
+        full.extend(ref_bytes(&extra[..MAX_INPUT_PAYLOAD]));
+        let ClientMsg::Input(back) = decode_client(&full, MAX).unwrap() else {
+            return Err(TestCaseError::fail("not an input"));
+        };
+        prop_assert_eq!(back.payload.as_bytes(), &extra[..MAX_INPUT_PAYLOAD]);
+        bytes.extend(ref_bytes(&extra));
+        let err = decode_client(&bytes, MAX).unwrap_err();
+        prop_assert!(matches!(err, DecodeError::Malformed(_)), "{err:?}");
+        prop_assert!(decode::<ClientMsg>(&bytes, MAX).is_err());
+        prop_assert!(InputPayload::new(&extra).is_err());
+    }
+
+    /// A field change is its `skip` as a varint, its `field` as one raw byte (251..=255
+    /// included), and its `delta` zig-zag: the same bytes the document's rules give,
+    /// alone and as the last record of a snapshot.
+    #[test]
+    fn field_changes_are_varint_raw_byte_zigzag(s in snapshot(8), c in field_change()) {
+        let alone = encode_to_vec(&c).unwrap();
+        let mut expected = ref_varint(c.skip.into());
+        expected.push(c.field);
+        expected.extend(ref_i32(c.delta));
+        prop_assert_eq!(&alone, &expected);
+        let mut s = s;
+        s.fields.push(c);
+        let bytes = encode_to_vec(&ServerMsg::Snapshot(s.clone())).unwrap();
+        prop_assert!(bytes.ends_with(&expected));
+        prop_assert_eq!(decode_server(&bytes).unwrap(), ServerMsg::Snapshot(s));
     }
 
     /// An `Option` tag other than 0 or 1 is malformed, whether a token follows or not.
@@ -534,7 +795,7 @@ proptest! {
         resume in resume(),
     ) {
         let m = ClientMsg::Hello(Hello {
-            protocol_version: 1,
+            protocol_version: PROTOCOL_VERSION,
             name: "n".repeat(name_len),
             room: "r".repeat(room_len),
             resume,
@@ -545,6 +806,28 @@ proptest! {
         if claimed + 64 <= CLIENT_ALLOC_LIMIT {
             prop_assert_eq!(decode_client(&bytes, MAX).unwrap(), m);
         } else if claimed > CLIENT_ALLOC_LIMIT {
+            let err = decode_client(&bytes, MAX).unwrap_err();
+            prop_assert!(
+                matches!(err, DecodeError::Malformed(bincode::error::DecodeError::LimitExceeded)),
+                "{err:?}"
+            );
+        }
+    }
+
+    /// A `GameMessage` of n bytes claims 12 + n (variant 4, length 8, the bytes):
+    /// `decode_client` takes it exactly while that fits the 4 KiB ceiling, as section 6
+    /// says; the generic decoder takes any.
+    #[test]
+    fn game_message_alloc_ceiling(
+        n in prop_oneof![0usize..6000, CLIENT_ALLOC_LIMIT - 16..CLIENT_ALLOC_LIMIT],
+        byte in any::<u8>(),
+    ) {
+        let m = ClientMsg::Message(GameMessage { payload: vec![byte; n] });
+        let bytes = encode_to_vec(&m).unwrap();
+        prop_assert_eq!(decode::<ClientMsg>(&bytes, MAX).unwrap(), m.clone());
+        if 12 + n <= CLIENT_ALLOC_LIMIT {
+            prop_assert_eq!(decode_client(&bytes, MAX).unwrap(), m);
+        } else {
             let err = decode_client(&bytes, MAX).unwrap_err();
             prop_assert!(
                 matches!(err, DecodeError::Malformed(bincode::error::DecodeError::LimitExceeded)),
@@ -594,6 +877,7 @@ proptest! {
                 removed: body.removed.clone(),
                 changed: body.changed.clone(),
                 added: body.added.clone(),
+                fields: body.fields.clone(),
             });
             let whole = encode_to_vec(&msg).unwrap();
             let mut out = prefix.clone();
@@ -615,10 +899,11 @@ proptest! {
         decode_with_every_decoder(&bytes);
     }
 
-    /// Random bodies behind a valid variant index reach deeper into the decoders.
+    /// Random bodies behind a valid variant index (and the first invalid one) reach
+    /// deeper into the decoders.
     #[test]
     fn random_bodies_never_panic(
-        variant in 0u8..3,
+        variant in 0u8..=4,
         body in prop::collection::vec(any::<u8>(), 0..2048),
     ) {
         let mut bytes = vec![variant];

@@ -4,18 +4,23 @@
 //! document; the test also checks that the very same hex string appears in
 //! docs/PROTOCOL.md, so the document cannot drift from the code unnoticed.
 //! The other tests pin rules the document states (variant indexes, varint forms,
-//! what a decoder refuses, the decode ceiling).
+//! what a decoder refuses, the decode ceiling, the fixed limits of section 6), and the
+//! JavaScript appendix is run in node against the same bytes.
 
 #![allow(clippy::unwrap_used)]
 
 use glam::Vec2;
 use tickcast_shared::codec::{
     decode_client, decode_server, encode_snapshot_body, encode_to_vec, write_snapshot,
+    CLIENT_ALLOC_LIMIT,
 };
-use tickcast_shared::delta::{diff, DeltaBody, QEntity, Quantizer, World};
+use tickcast_shared::delta::{diff, DeltaBody, DeltaError, QEntity, Quantizer, World};
+use tickcast_shared::message::MAX_FIELD_NAME_BYTES;
+use tickcast_shared::payload::MAX_INPUT_PAYLOAD;
 use tickcast_shared::{
-    decode, Added, Changed, ClientMsg, DecodeError, EntityKind, Hello, Input, Ping, Pong,
-    ServerMsg, SessionToken, Snapshot, Welcome, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_ROOM,
+    decode, Added, Changed, ClientMsg, DecodeError, EntityKind, FieldChange, FieldKind, FieldSpec,
+    Fields, GameEvent, GameMessage, Hello, Input, InputPayload, Ping, Pong, ServerMsg,
+    SessionToken, Snapshot, Welcome, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_ROOM, MAX_FIELDS,
     PROTOCOL_VERSION, SUBPROTOCOL,
 };
 
@@ -75,30 +80,55 @@ const TOKEN: SessionToken = [
 ];
 const TOKEN_HEX: &str = "9e 2f 41 c7 08 d3 6a fb 15 e0 77 3c b9 04 5d ff";
 
-const HELLO_HEX: &str = "00 01 03 61 64 61 05 6c 6f 62 62 79 00";
-const RESUME_HEX: &str = "00 01 03 61 64 61 05 6c 6f 62 62 79 01 \
+const HELLO_HEX: &str = "00 02 03 61 64 61 05 6c 6f 62 62 79 00";
+const RESUME_HEX: &str = "00 02 03 61 64 61 05 6c 6f 62 62 79 01 \
     9e 2f 41 c7 08 d3 6a fb 15 e0 77 3c b9 04 5d ff";
-const WELCOME_HEX: &str = "00 01 01 07 1e fb 2c 01 00 00 48 44 00 00 16 44 \
+const WELCOME_HEX: &str = "00 02 01 07 1e fb 2c 01 00 00 48 44 00 00 16 44 \
     9e 2f 41 c7 08 d3 6a fb 15 e0 77 3c b9 04 5d ff \
-    00 00 80 3d";
+    00 00 80 3d \
+    03 74 61 67 \
+    02 02 69 74 00 05 73 63 6f 72 65 03";
+const INPUT_HEX: &str = "01 01 00 00 80 3f 00 00 00 00 00 00";
+const INPUT_PAYLOAD_HEX: &str = "01 02 00 00 00 00 00 00 80 bf 01 03 2c 01 fb";
+const MESSAGE_HEX: &str = "03 03 68 69 21";
+const EVENT_HEX: &str = "03 02 01 07";
+const PING_HEX: &str = "02 fd 00 68 e5 cf 8b 01 00 00";
+const PONG_HEX: &str = "02 fd 00 68 e5 cf 8b 01 00 00 fc 70 11 01 00";
 
 /// Headings of the examples that the document prints over several `hex:` lines.
 const RESUME_HEADING: &str =
-    "### `Hello { protocol_version: 1, name: \"ada\", room: \"lobby\", resume: Some(";
+    "### `Hello { protocol_version: 2, name: \"ada\", room: \"lobby\", resume: Some(";
 const WELCOME_HEADING: &str = "### `Welcome {";
+const KEYFRAME_HEADING: &str = "### Keyframe `Snapshot`";
+const DELTA_HEADING: &str = "### Delta `Snapshot`";
 
 fn hello(resume: Option<SessionToken>) -> ClientMsg {
     ClientMsg::Hello(Hello {
-        protocol_version: 1,
+        protocol_version: PROTOCOL_VERSION,
         name: "ada".into(),
         room: "lobby".into(),
         resume,
     })
 }
 
+/// The game of the examples, `tag`, declares two fields: whether the entity is "it",
+/// and its score.
+fn tag_fields() -> Vec<FieldSpec> {
+    vec![
+        FieldSpec {
+            name: "it".into(),
+            kind: FieldKind::Bool,
+        },
+        FieldSpec {
+            name: "score".into(),
+            kind: FieldKind::U16,
+        },
+    ]
+}
+
 fn welcome() -> ServerMsg {
     ServerMsg::Welcome(Welcome {
-        protocol_version: 1,
+        protocol_version: PROTOCOL_VERSION,
         player_id: 1,
         entity_id: 7,
         tick_rate: 30,
@@ -106,6 +136,18 @@ fn welcome() -> ServerMsg {
         world_size: Vec2::new(800.0, 600.0),
         session_token: TOKEN,
         pos_quantum: 0.0625,
+        game: "tag".into(),
+        fields: tag_fields(),
+    })
+}
+
+fn input_with_payload() -> ClientMsg {
+    // An aim angle of 300 degrees as a little-endian u16, then item 251: raw bytes.
+    ClientMsg::Input(Input {
+        seq: 2,
+        movement: Vec2::new(0.0, -1.0),
+        buttons: 1,
+        payload: InputPayload::new(&[0x2c, 0x01, 0xfb]).unwrap(),
     })
 }
 
@@ -132,11 +174,57 @@ fn example_welcome() {
     let msg = welcome();
     let bytes = encode_to_vec(&msg).unwrap();
     assert_eq!(bytes, unhex(WELCOME_HEX));
-    assert_eq!(bytes.len(), 36);
+    assert_eq!(bytes.len(), 52);
     assert_eq!(doc_hex_after(WELCOME_HEADING), bytes);
     assert_eq!(decode_server(&bytes).unwrap(), msg);
     assert_eq!(decode::<ServerMsg>(&bytes, MAX).unwrap(), msg);
     assert_eq!(hex(&bytes[16..32]), TOKEN_HEX);
+    // `game` and `fields` come last, after `pos_quantum`.
+    assert_eq!(hex(&bytes[32..36]), "00 00 80 3d");
+    assert_eq!(
+        hex(&bytes[36..]),
+        "03 74 61 67 02 02 69 74 00 05 73 63 6f 72 65 03"
+    );
+    // A game without fields: an empty list, one byte.
+    let ServerMsg::Welcome(w) = msg else {
+        unreachable!()
+    };
+    let plain = encode_to_vec(&ServerMsg::Welcome(Welcome {
+        game: "arena".into(),
+        fields: Vec::new(),
+        ..w
+    }))
+    .unwrap();
+    assert_eq!(hex(&plain[36..]), "05 61 72 65 6e 61 00");
+}
+
+/// The `FieldKind` table of section 5: index, name, and the range the document gives.
+#[test]
+fn field_kinds_are_numbered_as_documented() {
+    let kinds = [
+        (FieldKind::Bool, "00"),
+        (FieldKind::U8, "01"),
+        (FieldKind::I8, "02"),
+        (FieldKind::U16, "03"),
+        (FieldKind::I16, "04"),
+        (FieldKind::I32, "05"),
+    ];
+    let doc = protocol_md();
+    for (n, (kind, expected)) in kinds.into_iter().enumerate() {
+        assert_eq!(hex(&encode_to_vec(&kind).unwrap()), expected);
+        let row = format!("| {n} | `{kind:?}` |");
+        assert!(
+            doc.lines().any(|l| l.starts_with(&row)),
+            "docs/PROTOCOL.md has no FieldKind row starting `{row}`"
+        );
+    }
+    // Index 6 is no kind: the example Welcome with its last kind made 6 is malformed.
+    let mut bytes = unhex(WELCOME_HEX);
+    *bytes.last_mut().unwrap() = 6;
+    assert!(matches!(
+        decode_server(&bytes),
+        Err(DecodeError::Malformed(_))
+    ));
 }
 
 #[test]
@@ -146,29 +234,102 @@ fn example_input() {
             seq: 1,
             movement: Vec2::new(1.0, 0.0),
             buttons: 0,
+            payload: InputPayload::default(),
         }),
-        "01 01 00 00 80 3f 00 00 00 00 00",
+        INPUT_HEX,
     );
 }
 
-fn q(id: u32, kind: EntityKind, pos: [i32; 2], vel: [i32; 2]) -> QEntity {
-    QEntity { id, kind, pos, vel }
+#[test]
+fn example_input_with_payload() {
+    check_client(&input_with_payload(), INPUT_PAYLOAD_HEX);
+    assert_eq!(unhex(INPUT_PAYLOAD_HEX).len(), 15);
 }
 
-/// The world of the keyframe example (tick 300): an Npc and the player's avatar.
+/// `Input.payload` holds at most 32 bytes: 32 decode, 33 are refused by both decoders
+/// (a malformed message, close 1007), whatever the bytes.
+#[test]
+fn input_payload_limit() {
+    assert_eq!(MAX_INPUT_PAYLOAD, 32);
+    // The example Input with its payload replaced by `n` bytes of 0xfb.
+    let with = |n: u8| {
+        let mut bytes = unhex(INPUT_PAYLOAD_HEX);
+        bytes.truncate(11);
+        bytes.push(n);
+        bytes.extend(std::iter::repeat_n(0xfb, usize::from(n)));
+        bytes
+    };
+    let full = with(32);
+    let ClientMsg::Input(input) = decode_client(&full, MAX).unwrap() else {
+        panic!("not an input")
+    };
+    assert_eq!(input.payload.as_bytes(), &[0xfb; 32][..]);
+    for bad in [33, 34, 250] {
+        let bytes = with(bad);
+        assert!(
+            matches!(decode_client(&bytes, MAX), Err(DecodeError::Malformed(_))),
+            "{bad} bytes"
+        );
+        assert!(decode::<ClientMsg>(&bytes, MAX).is_err(), "{bad} bytes");
+    }
+}
+
+#[test]
+fn example_game_message() {
+    check_client(
+        &ClientMsg::Message(GameMessage {
+            payload: b"hi!".to_vec(),
+        }),
+        MESSAGE_HEX,
+    );
+}
+
+#[test]
+fn example_game_event() {
+    check_server(
+        &ServerMsg::Event(GameEvent {
+            payload: vec![0x01, 0x07],
+        }),
+        EVENT_HEX,
+    );
+    // An empty payload is valid: the variant and a zero length.
+    let empty = ServerMsg::Event(GameEvent { payload: vec![] });
+    assert_eq!(encode_to_vec(&empty).unwrap(), [3, 0]);
+    assert_eq!(decode_server(&[3, 0]).unwrap(), empty);
+}
+
+fn fields(it: i32, score: i32) -> Fields {
+    let mut f = [0; MAX_FIELDS];
+    f[0] = it;
+    f[1] = score;
+    f
+}
+
+fn q(id: u32, kind: EntityKind, pos: [i32; 2], vel: [i32; 2], fields: Fields) -> QEntity {
+    QEntity {
+        id,
+        kind,
+        pos,
+        vel,
+        fields,
+    }
+}
+
+/// The world of the keyframe example (tick 300): an Npc, and the player's avatar, which
+/// is "it" with a score of 300.
 fn world_300() -> Vec<QEntity> {
     vec![
-        q(3, EntityKind::Npc, [160, 320], [2, -1]),
-        q(7, EntityKind::Avatar, [1600, 800], [2, 0]),
+        q(3, EntityKind::Npc, [160, 320], [2, -1], fields(0, 0)),
+        q(7, EntityKind::Avatar, [1600, 800], [2, 0], fields(1, 300)),
     ]
 }
 
-/// The world of the delta example (tick 303): Npc 3 is gone, the avatar turned, Npc 12
-/// spawned.
+/// The world of the delta example (tick 303): Npc 3 is gone; the avatar turned, is no
+/// longer "it" and scored 10; Npc 12 spawned and is "it".
 fn world_303() -> Vec<QEntity> {
     vec![
-        q(7, EntityKind::Avatar, [1605, 801], [1, 1]),
-        q(12, EntityKind::Npc, [4800, 3200], [-3, 1]),
+        q(7, EntityKind::Avatar, [1605, 801], [1, 1], fields(0, 310)),
+        q(12, EntityKind::Npc, [4800, 3200], [-3, 1], fields(1, 0)),
     ]
 }
 
@@ -193,6 +354,18 @@ fn keyframe_msg() -> Snapshot {
                 vel: [2, 0],
             },
         ],
+        fields: vec![
+            FieldChange {
+                skip: 1,
+                field: 0,
+                delta: 1,
+            },
+            FieldChange {
+                skip: 0,
+                field: 1,
+                delta: 300,
+            },
+        ],
     }
 }
 
@@ -213,15 +386,34 @@ fn delta_msg() -> Snapshot {
             pos: [4800, 3200],
             vel: [-3, 1],
         }],
+        fields: vec![
+            FieldChange {
+                skip: 0,
+                field: 0,
+                delta: -1,
+            },
+            FieldChange {
+                skip: 0,
+                field: 1,
+                delta: 10,
+            },
+            FieldChange {
+                skip: 1,
+                field: 0,
+                delta: 1,
+            },
+        ],
     }
 }
 
 const KEYFRAME_HEX: &str = "01 fb 2c 01 00 2a 00 00 02 \
     03 00 fb 40 01 fb 80 02 04 01 \
-    03 01 fb 80 0c fb 40 06 04 00";
+    03 01 fb 80 0c fb 40 06 04 00 \
+    02 01 00 02 00 01 fb 58 02";
 
 const DELTA_HEX: &str = "01 fb 2f 01 fb 2c 01 2b 01 03 01 00 01 02 01 02 \
-    01 0c 00 fb 80 25 fb 00 19 05 02";
+    01 0c 00 fb 80 25 fb 00 19 05 02 \
+    03 00 00 01 00 01 14 01 00 02";
 
 /// The `hex:` lines of the first code block after the line starting with `heading`,
 /// concatenated: a message the document prints over several lines.
@@ -247,16 +439,20 @@ fn doc_hex_after(heading: &str) -> Vec<u8> {
     bytes
 }
 
-/// Encodes `s` as the server does (body once, header per player) and checks it against
-/// the whole-message encoding and `expected`.
-fn server_path_bytes(s: &Snapshot) -> Vec<u8> {
-    let body = DeltaBody {
+fn body_of(s: &Snapshot) -> DeltaBody {
+    DeltaBody {
         removed: s.removed.clone(),
         changed: s.changed.clone(),
         added: s.added.clone(),
-    };
+        fields: s.fields.clone(),
+    }
+}
+
+/// Encodes `s` as the server does (body once, header per player) and checks it against
+/// the whole-message encoding.
+fn server_path_bytes(s: &Snapshot) -> Vec<u8> {
     let mut encoded = Vec::new();
-    encode_snapshot_body(&body, &mut encoded).unwrap();
+    encode_snapshot_body(&body_of(s), &mut encoded).unwrap();
     let mut out = Vec::new();
     write_snapshot(s.tick, s.base_tick, s.last_input_seq, &encoded, &mut out).unwrap();
     assert_eq!(out, encode_to_vec(&ServerMsg::Snapshot(s.clone())).unwrap());
@@ -269,15 +465,12 @@ fn example_keyframe() {
     // The server builds this body with `diff` against nothing.
     let mut body = DeltaBody::default();
     diff(None, 300, &world_300(), &mut body);
-    assert_eq!(
-        (&body.removed, &body.changed, &body.added),
-        (&msg.removed, &msg.changed, &msg.added)
-    );
+    assert_eq!(body, body_of(&msg));
 
     let bytes = server_path_bytes(&msg);
     assert_eq!(bytes, unhex(KEYFRAME_HEX));
-    assert_eq!(bytes.len(), 29);
-    assert_eq!(doc_hex_after("### Keyframe `Snapshot`"), bytes);
+    assert_eq!(bytes.len(), 38);
+    assert_eq!(doc_hex_after(KEYFRAME_HEADING), bytes);
     let ServerMsg::Snapshot(back) = decode_server(&bytes).unwrap() else {
         panic!("not a snapshot")
     };
@@ -299,6 +492,7 @@ fn example_keyframe() {
     let avatar = units.dequantize(&world.entities[1]);
     assert_eq!(avatar.pos, Vec2::new(100.0, 50.0));
     assert!(close(avatar.vel, Vec2::new(3.75, 0.0)), "{avatar:?}");
+    assert_eq!(avatar.fields, fields(1, 300), "fields travel as they are");
     // Quantising the document's world units gives the wire values back.
     for e in &world.entities {
         assert_eq!(units.quantize(&units.dequantize(e)), *e);
@@ -311,15 +505,12 @@ fn example_delta() {
     // The server builds this body with `diff` against the keyframe it wrote before.
     let mut body = DeltaBody::default();
     diff(Some((300, &world_300())), 303, &world_303(), &mut body);
-    assert_eq!(
-        (&body.removed, &body.changed, &body.added),
-        (&msg.removed, &msg.changed, &msg.added)
-    );
+    assert_eq!(body, body_of(&msg));
 
     let bytes = server_path_bytes(&msg);
     assert_eq!(bytes, unhex(DELTA_HEX));
-    assert_eq!(bytes.len(), 27);
-    assert_eq!(doc_hex_after("### Delta `Snapshot`"), bytes);
+    assert_eq!(bytes.len(), 37);
+    assert_eq!(doc_hex_after(DELTA_HEADING), bytes);
     let ServerMsg::Snapshot(back) = decode_server(&bytes).unwrap() else {
         panic!("not a snapshot")
     };
@@ -334,7 +525,7 @@ fn example_delta() {
     assert!(world.apply(&back).is_err());
     assert!(World::default().apply(&back).is_err());
 
-    // An empty delta is the header alone: 11 bytes at tick 300, 15 at tick 100,000.
+    // An empty delta is the header alone: 12 bytes at tick 300, 16 at tick 100,000.
     let empty = DeltaBody::default();
     let header_only = |tick: u64| {
         let mut encoded = Vec::new();
@@ -342,14 +533,104 @@ fn example_delta() {
         let mut out = Vec::new();
         write_snapshot(tick, tick - 1, 43, &encoded, &mut out).unwrap()
     };
-    assert_eq!((header_only(300), header_only(100_000)), (11, 15));
+    assert_eq!((header_only(300), header_only(100_000)), (12, 16));
 
-    // Had the avatar kept moving as predicted (1606, 800), it would cost nothing.
+    // Had the avatar kept moving as predicted (1606, 800) with the same fields, it would
+    // cost nothing.
     let mut straight = world_300();
     straight.remove(0);
     straight[0].pos = [1606, 800];
     diff(Some((300, &world_300()[1..])), 303, &straight, &mut body);
     assert_eq!(body.records(), 0);
+}
+
+/// The validity rules of section 5.1 step 5, on the delta example: each broken rule is
+/// `BadField` with the index of the offending change, and the held world stays as it was.
+#[test]
+fn field_change_rules_of_the_document() {
+    let mut held = World::default();
+    held.apply(&keyframe_msg()).unwrap();
+    let change = |skip, field, delta| FieldChange { skip, field, delta };
+    let cases: [(Vec<FieldChange>, usize); 5] = [
+        // Past the last entity: the world after step 4 holds two.
+        (vec![change(0, 0, -1), change(2, 0, 1)], 1),
+        // Field 8 does not exist (at most 8 fields, 0..=7).
+        (vec![change(1, MAX_FIELDS as u8, 1)], 0),
+        // The same field of one entity twice.
+        (vec![change(0, 1, 1), change(0, 1, 1)], 1),
+        // Fields of one entity going back.
+        (vec![change(0, 1, 1), change(0, 0, 1)], 1),
+        // A skip that overflows any index.
+        (vec![change(1, 0, 1), change(u32::MAX, 0, 1)], 1),
+    ];
+    for (changes, bad) in cases {
+        let s = Snapshot {
+            fields: changes.clone(),
+            ..delta_msg()
+        };
+        let mut w = held.clone();
+        assert_eq!(w.apply(&s), Err(DeltaError::BadField(bad)), "{changes:?}");
+        assert_eq!(w, held, "unchanged after {changes:?}");
+    }
+    // The same field again after moving on to another entity is fine, and a later field
+    // of the same entity (skip 0) too.
+    let s = Snapshot {
+        fields: vec![change(0, 7, 5), change(1, 0, -3), change(0, 7, 5)],
+        ..delta_msg()
+    };
+    let mut w = held.clone();
+    w.apply(&s).unwrap();
+    assert_eq!(
+        w.entities.iter().map(|e| e.fields).collect::<Vec<_>>(),
+        [[1, 300, 0, 0, 0, 0, 0, 5], [-3, 0, 0, 0, 0, 0, 0, 5]]
+    );
+    // Deltas wrap: Npc 12's field 0 goes to i32::MAX, then one more is i32::MIN.
+    let mut w = held.clone();
+    w.apply(&Snapshot {
+        fields: vec![change(1, 0, i32::MAX)],
+        ..delta_msg()
+    })
+    .unwrap();
+    let next = Snapshot {
+        tick: 304,
+        base_tick: 303,
+        last_input_seq: 43,
+        removed: vec![],
+        changed: vec![],
+        added: vec![],
+        fields: vec![change(1, 0, 1)],
+    };
+    w.apply(&next).unwrap();
+    assert_eq!(w.entities[1].fields[0], i32::MIN);
+}
+
+/// `FieldChange.field` is a raw `u8`: a field index 251 is the one byte `fb`, not a
+/// varint marker (it decodes, and `World::apply` then refuses it as `BadField`).
+#[test]
+fn field_index_is_a_raw_byte() {
+    let s = Snapshot {
+        tick: 2,
+        base_tick: 1,
+        last_input_seq: 0,
+        removed: vec![],
+        changed: vec![],
+        added: vec![],
+        fields: vec![FieldChange {
+            skip: 0,
+            field: 251,
+            delta: -1,
+        }],
+    };
+    let bytes = encode_to_vec(&ServerMsg::Snapshot(s.clone())).unwrap();
+    assert_eq!(hex(&bytes), "01 02 01 00 00 00 00 01 00 fb 01");
+    assert_eq!(
+        decode_server(&bytes).unwrap(),
+        ServerMsg::Snapshot(s.clone())
+    );
+    let mut w = World::default();
+    w.apply(&keyframe_msg()).unwrap();
+    w.tick = Some(1);
+    assert_eq!(w.apply(&s), Err(DeltaError::BadField(0)));
 }
 
 #[test]
@@ -358,27 +639,82 @@ fn example_ping_pong() {
         &ClientMsg::Ping(Ping {
             nonce: 1_700_000_000_000,
         }),
-        "02 fd 00 68 e5 cf 8b 01 00 00",
+        PING_HEX,
     );
     check_server(
         &ServerMsg::Pong(Pong {
             nonce: 1_700_000_000_000,
             server_tick: 70_000,
         }),
-        "02 fd 00 68 e5 cf 8b 01 00 00 fc 70 11 01 00",
+        PONG_HEX,
     );
 }
 
 #[test]
 fn constants_match_the_document() {
-    assert_eq!(SUBPROTOCOL, "tickcast.v1");
-    assert_eq!(PROTOCOL_VERSION, 1);
+    assert_eq!(SUBPROTOCOL, "tickcast.v2");
+    assert_eq!(PROTOCOL_VERSION, 2);
     assert_eq!(DEFAULT_MAX_MESSAGE_BYTES, 65_536);
     assert_eq!(DEFAULT_ROOM, "lobby");
     assert_eq!(tickcast_shared::codec::DECODE_ALLOC_LIMIT, 16 * 1024 * 1024);
-    assert_eq!(tickcast_shared::codec::CLIENT_ALLOC_LIMIT, 4 * 1024);
+    assert_eq!(CLIENT_ALLOC_LIMIT, 4 * 1024);
     assert_eq!(tickcast_shared::validate::MAX_NAME_BYTES, 32);
     assert_eq!(tickcast_shared::validate::MAX_ROOM_BYTES, 64);
+    assert_eq!(MAX_FIELDS, 8);
+    assert_eq!(MAX_FIELD_NAME_BYTES, 32);
+    assert_eq!(MAX_INPUT_PAYLOAD, 32);
+    assert!(protocol_md().starts_with("# tickcast wire protocol, version 2\n"));
+}
+
+/// The cells of the row of the section 6 table whose first cell starts with `starts`.
+fn limits_row(starts: &str) -> Vec<String> {
+    let doc = protocol_md();
+    let section = doc.split_once("\n## 6. Limits\n").unwrap().1;
+    let section = &section[..section.find("\n## 7.").unwrap()];
+    section
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim()
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .find(|cells| cells[0].starts_with(starts))
+        .unwrap_or_else(|| panic!("no row {starts:?} in PROTOCOL.md section 6"))
+}
+
+/// The fixed limits of v2 that live in this crate are stated in the limits table with
+/// the constant that enforces them (tests/defaults.rs checks the rows with flags).
+#[test]
+fn fixed_v2_limits_are_in_the_table() {
+    let cases = [
+        (
+            "Input payload",
+            format!("0–{MAX_INPUT_PAYLOAD} bytes"),
+            "fixed (`MAX_INPUT_PAYLOAD`)",
+        ),
+        (
+            "Entity fields",
+            format!("0–{MAX_FIELDS}"),
+            "fixed (`MAX_FIELDS`)",
+        ),
+        (
+            "Field name",
+            format!("1–{MAX_FIELD_NAME_BYTES} bytes of UTF-8"),
+            "fixed (`MAX_FIELD_NAME_BYTES`)",
+        ),
+    ];
+    for (row, default, flag) in cases {
+        let cells = limits_row(row);
+        assert_eq!(cells.len(), 4, "{cells:?}");
+        assert_eq!(
+            (&cells[1][..], &cells[2][..]),
+            (&default[..], flag),
+            "{row}"
+        );
+    }
 }
 
 #[test]
@@ -443,6 +779,9 @@ fn varint_forms() {
     }
     // Longer-than-needed forms are accepted by this decoder (not canonical, never sent).
     assert_eq!(decode::<u32>(&unhex("fb 05 00"), MAX).unwrap(), 5);
+    // A raw u8 is one byte whatever its value (251..=255 included).
+    assert_eq!(encode_to_vec(&251u8).unwrap(), [0xfb]);
+    assert_eq!(decode::<u8>(&[0xff], MAX).unwrap(), 255);
 }
 
 /// The zig-zag table of the document: signed `i32` fields.
@@ -485,19 +824,19 @@ fn zigzag_forms() {
 
 #[test]
 fn strings_are_length_prefixed_utf8() {
-    // Hello: version 1, name "ada", room "", resume none.
-    let ok = unhex("00 01 03 61 64 61 00 00");
+    // Hello: version 2, name "ada", room "", resume none.
+    let ok = unhex("00 02 03 61 64 61 00 00");
     assert_eq!(
         decode::<ClientMsg>(&ok, MAX).unwrap(),
         ClientMsg::Hello(Hello {
-            protocol_version: 1,
+            protocol_version: 2,
             name: "ada".into(),
             room: String::new(),
             resume: None,
         })
     );
     // Invalid UTF-8 in the name.
-    let bad = unhex("00 01 02 c3 28 00 00");
+    let bad = unhex("00 02 02 c3 28 00 00");
     assert!(matches!(
         decode::<ClientMsg>(&bad, MAX),
         Err(DecodeError::Malformed(_))
@@ -509,19 +848,43 @@ fn strings_are_length_prefixed_utf8() {
     assert_eq!(bytes.len(), 303);
 }
 
+/// Byte strings (`Input.payload`, `GameMessage.payload`, `GameEvent.payload`) are a
+/// length and the bytes as they are, like a string without the UTF-8 rule.
+#[test]
+fn byte_strings_are_length_prefixed_raw_bytes() {
+    let raw: Vec<u8> = (0..=255).collect();
+    let bytes = encode_to_vec(&ServerMsg::Event(GameEvent {
+        payload: raw.clone(),
+    }))
+    .unwrap();
+    assert_eq!(&bytes[..4], &unhex("03 fb 00 01")[..]);
+    assert_eq!(&bytes[4..], &raw[..]);
+    let bytes = encode_to_vec(&ClientMsg::Message(GameMessage {
+        payload: vec![0xc3, 0x28],
+    }))
+    .unwrap();
+    assert_eq!(hex(&bytes), "03 02 c3 28", "not UTF-8, and need not be");
+    assert!(decode_client(&bytes, MAX).is_ok());
+}
+
 #[test]
 fn unknown_variants_are_refused() {
-    // ClientMsg has 3 variants (0..=2), ServerMsg 3 (0..=2), EntityKind 2 (0..=1).
-    assert!(decode::<ClientMsg>(&unhex("03 00"), MAX).is_err());
-    assert!(decode_server(&unhex("03 00")).is_err());
+    // ClientMsg has 4 variants (0..=3), ServerMsg 4 (0..=3), EntityKind 2 (0..=1).
+    assert!(decode::<ClientMsg>(&unhex("04 00"), MAX).is_err());
+    assert!(decode_client(&unhex("04 00"), MAX).is_err());
+    assert!(decode_server(&unhex("04 00")).is_err());
+    assert!(decode_client(&unhex("03 00"), MAX).is_ok());
+    assert!(decode_server(&unhex("03 00")).is_ok());
     // A keyframe with one added entity whose kind is 2.
-    let mut bytes = unhex("01 01 00 00 00 00 01 05 02 00 00 00 00");
+    let mut bytes = unhex("01 01 00 00 00 00 01 05 02 00 00 00 00 00");
     assert!(matches!(
         decode_server(&bytes),
         Err(DecodeError::Malformed(_))
     ));
     bytes[8] = 1;
     assert!(decode_server(&bytes).is_ok());
+    // Without the fields count (a v1 snapshot), it is truncated.
+    assert!(decode_server(&bytes[..bytes.len() - 1]).is_err());
 }
 
 /// `Option` (section 4): a tag byte 0 or 1, then the value for 1. Any other tag, or a
@@ -556,22 +919,26 @@ fn empty_message_is_refused() {
     assert!(decode_server(&[]).is_err());
 }
 
+/// True when `msg` decodes as a `T` under a ceiling of `N` bytes, false when only the
+/// ceiling refuses it.
+fn fits<T: serde::de::DeserializeOwned, const N: usize>(msg: &[u8]) -> bool {
+    let config = bincode::config::standard().with_limit::<N>();
+    match bincode::serde::decode_from_slice::<T, _>(msg, config) {
+        Ok(_) => true,
+        Err(bincode::error::DecodeError::LimitExceeded) => false,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// What one decode claims against the ceiling, as the document says (bincode charges the
-/// in-memory width of every decoded value): 48 bytes for the snapshot header (variant 4,
-/// two ticks 8 + 8, `last_input_seq` 4, three list lengths 8 each), then 4 per removed id,
-/// 20 per changed entry and 24 per added entity. Pinned at exact boundaries with a small
-/// ceiling (the codec's configuration otherwise), then once at the real 16 MiB.
+/// in-memory width of every decoded value): 56 bytes for the snapshot header (variant 4,
+/// two ticks 8 + 8, `last_input_seq` 4, four list lengths 8 each), then 4 per removed
+/// id, 20 per changed entry, 24 per added entity and 9 per field change. Pinned at exact
+/// boundaries with a small ceiling (the codec's configuration otherwise), then once at
+/// the real 16 MiB.
 #[test]
 fn decode_ceiling_in_records() {
-    fn fits<const N: usize>(msg: &[u8]) -> bool {
-        let config = bincode::config::standard().with_limit::<N>();
-        match bincode::serde::decode_from_slice::<ServerMsg, _>(msg, config) {
-            Ok(_) => true,
-            Err(bincode::error::DecodeError::LimitExceeded) => false,
-            Err(e) => panic!("{e}"),
-        }
-    }
-    fn encode(removed: usize, changed: usize, added: usize) -> Vec<u8> {
+    fn encode(removed: usize, changed: usize, added: usize, fields: usize) -> Vec<u8> {
         let body = DeltaBody {
             removed: vec![0; removed],
             changed: vec![
@@ -591,6 +958,14 @@ fn decode_ceiling_in_records() {
                 };
                 added
             ],
+            fields: vec![
+                FieldChange {
+                    skip: 0,
+                    field: 0,
+                    delta: 0
+                };
+                fields
+            ],
         };
         let mut encoded = Vec::new();
         encode_snapshot_body(&body, &mut encoded).unwrap();
@@ -598,29 +973,35 @@ fn decode_ceiling_in_records() {
         write_snapshot(1, 0, 0, &encoded, &mut msg).unwrap();
         msg
     }
-    assert!(fits::<48>(&encode(0, 0, 0)));
-    assert!(!fits::<47>(&encode(0, 0, 0)));
-    assert!(fits::<{ 48 + 4 * 3 }>(&encode(3, 0, 0)));
-    assert!(!fits::<{ 48 + 4 * 3 - 1 }>(&encode(3, 0, 0)));
-    assert!(fits::<{ 48 + 20 * 3 }>(&encode(0, 3, 0)));
-    assert!(!fits::<{ 48 + 20 * 3 - 1 }>(&encode(0, 3, 0)));
-    assert!(fits::<{ 48 + 24 * 3 }>(&encode(0, 0, 3)));
-    assert!(!fits::<{ 48 + 24 * 3 - 1 }>(&encode(0, 0, 3)));
-    assert!(fits::<{ 48 + 4 + 20 + 24 }>(&encode(1, 1, 1)));
-    assert!(!fits::<{ 48 + 4 + 20 + 24 - 1 }>(&encode(1, 1, 1)));
+    type S = ServerMsg;
+    assert!(fits::<S, 56>(&encode(0, 0, 0, 0)));
+    assert!(!fits::<S, 55>(&encode(0, 0, 0, 0)));
+    assert!(fits::<S, { 56 + 4 * 3 }>(&encode(3, 0, 0, 0)));
+    assert!(!fits::<S, { 56 + 4 * 3 - 1 }>(&encode(3, 0, 0, 0)));
+    assert!(fits::<S, { 56 + 20 * 3 }>(&encode(0, 3, 0, 0)));
+    assert!(!fits::<S, { 56 + 20 * 3 - 1 }>(&encode(0, 3, 0, 0)));
+    assert!(fits::<S, { 56 + 24 * 3 }>(&encode(0, 0, 3, 0)));
+    assert!(!fits::<S, { 56 + 24 * 3 - 1 }>(&encode(0, 0, 3, 0)));
+    assert!(fits::<S, { 56 + 9 * 3 }>(&encode(0, 0, 0, 3)));
+    assert!(!fits::<S, { 56 + 9 * 3 - 1 }>(&encode(0, 0, 0, 3)));
+    assert!(fits::<S, { 56 + 4 + 20 + 24 + 9 }>(&encode(1, 1, 1, 1)));
+    assert!(!fits::<S, { 56 + 4 + 20 + 24 + 9 - 1 }>(&encode(
+        1, 1, 1, 1
+    )));
 
     // The real ceiling: a keyframe of 699,048 entities decodes, one more does not. The
     // bytes are built by hand (the encoder is checked above): header `01 01 00 00 00 00`,
-    // the added count as `fc` + u32 LE, then 6 zero bytes per entity (all fields 0).
-    let max_added = (tickcast_shared::codec::DECODE_ALLOC_LIMIT - 48) / 24;
+    // the added count as `fc` + u32 LE, then 6 zero bytes per entity (all fields 0), and
+    // an empty list of field changes.
+    let max_added = (tickcast_shared::codec::DECODE_ALLOC_LIMIT - 56) / 24;
     assert_eq!(max_added, 699_048);
     let keyframe = |n: usize| {
         let mut msg = unhex("01 01 00 00 00 00 fc");
         msg.extend_from_slice(&u32::try_from(n).unwrap().to_le_bytes());
-        msg.resize(msg.len() + 6 * n, 0);
+        msg.resize(msg.len() + 6 * n + 1, 0);
         msg
     };
-    assert_eq!(keyframe(65_536), encode(0, 0, 65_536));
+    assert_eq!(keyframe(65_536), encode(0, 0, 65_536, 0));
     // The configured ceiling is exactly 16 MiB (a string claims its length plus 8 for
     // the length prefix; cheap to decode, unlike 699,048 entities).
     const LIMIT: usize = tickcast_shared::codec::DECODE_ALLOC_LIMIT;
@@ -645,19 +1026,15 @@ fn decode_ceiling_in_records() {
     ));
 }
 
-/// What the largest valid `Hello` claims against the 4 KiB client ceiling (section 6):
-/// variant 4, `protocol_version` 2, two length prefixes 8 each, 32 + 64 bytes of text,
-/// the `Option` tag 1 and the token's 16 bytes: 135.
+/// What client messages claim against the 4 KiB client ceiling (section 6): the largest
+/// `Hello` (variant 4, `protocol_version` 2, two length prefixes 8 each, 32 + 64 bytes
+/// of text, the `Option` tag 1 and the token's 16 bytes) 135; an `Input` with a full
+/// payload (variant 4, `seq` 4, two `f32` 8, `buttons` 2, length 8, 32 bytes) 58; a
+/// `GameMessage` of n bytes 12 + n, so at most 4,084 bytes decode whatever the server's
+/// game-message limit, as the document says.
 #[test]
-fn decode_ceiling_of_the_largest_hello() {
-    fn fits<const N: usize>(msg: &[u8]) -> bool {
-        let config = bincode::config::standard().with_limit::<N>();
-        match bincode::serde::decode_from_slice::<ClientMsg, _>(msg, config) {
-            Ok(_) => true,
-            Err(bincode::error::DecodeError::LimitExceeded) => false,
-            Err(e) => panic!("{e}"),
-        }
-    }
+fn decode_ceiling_of_client_messages() {
+    type C = ClientMsg;
     let largest = encode_to_vec(&ClientMsg::Hello(Hello {
         protocol_version: PROTOCOL_VERSION,
         name: "n".repeat(tickcast_shared::validate::MAX_NAME_BYTES),
@@ -665,9 +1042,43 @@ fn decode_ceiling_of_the_largest_hello() {
         resume: Some([0xff; 16]),
     }))
     .unwrap();
-    assert!(fits::<135>(&largest));
-    assert!(!fits::<134>(&largest));
+    assert!(fits::<C, 135>(&largest));
+    assert!(!fits::<C, 134>(&largest));
     assert!(decode_client(&largest, MAX).is_ok());
+
+    let input = encode_to_vec(&ClientMsg::Input(Input {
+        payload: InputPayload::new(&[7; MAX_INPUT_PAYLOAD]).unwrap(),
+        ..Input::default()
+    }))
+    .unwrap();
+    assert!(fits::<C, 58>(&input));
+    assert!(!fits::<C, 57>(&input));
+
+    let message = |n: usize| {
+        encode_to_vec(&ClientMsg::Message(GameMessage {
+            payload: vec![0xaa; n],
+        }))
+        .unwrap()
+    };
+    assert!(fits::<C, { 12 + 1024 }>(&message(1024)));
+    assert!(!fits::<C, { 12 + 1024 - 1 }>(&message(1024)));
+    let most = CLIENT_ALLOC_LIMIT - 12;
+    assert_eq!(most, 4084);
+    assert!(decode_client(&message(most), MAX).is_ok());
+    assert!(matches!(
+        decode_client(&message(most + 1), MAX),
+        Err(DecodeError::Malformed(
+            bincode::error::DecodeError::LimitExceeded
+        ))
+    ));
+    let doc = protocol_md()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        doc.contains("claims 12 + n bytes") && doc.contains("more than 4,084 bytes"),
+        "section 6 states the GameMessage ceiling"
+    );
 }
 
 /// Runs `script` in node and returns its output; `None` when node is not installed.
@@ -694,10 +1105,11 @@ fn run_node(script: &str) -> Option<std::process::Output> {
 }
 
 /// The JavaScript appendix of the document, run in node against the byte examples: it
-/// must decode them, apply the keyframe and the delta to the worlds the document states,
-/// refuse the delta a second time, and encode the client examples byte for byte. Then the
-/// same run with one wrong byte in an expectation must fail, or the first run proved
-/// nothing.
+/// must decode them (the `Welcome` with its fields, the snapshots, the event), apply the
+/// keyframe and the delta, field changes included, to the worlds the document states,
+/// refuse the delta a second time and field changes that break a rule (leaving the world
+/// as it was), and encode the client examples byte for byte. Then the same run with one
+/// wrong byte in an expectation must fail, or the first run proved nothing.
 ///
 /// Without node this is not a pass: in CI (`CI=true`) it fails, so that a CI image
 /// without node cannot turn the check off unnoticed; elsewhere it says loudly on stderr
@@ -717,43 +1129,80 @@ const hexOf = (u8) => [...u8].map((b) => b.toString(16).padStart(2, "0")).join("
 const eq = (a, b, what) => {{
   if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`${{what}}: ${{JSON.stringify(a)}} != ${{JSON.stringify(b)}}`);
 }};
+const throws = (f, what) => {{
+  let threw = false;
+  try {{ f(); }} catch (e) {{ threw = true; }}
+  eq(threw, true, what);
+}};
+const f8 = (it, score) => [it, score, 0, 0, 0, 0, 0, 0];
 const welcome = decodeServerMsg(bytes("{welcome}"));
-eq([welcome.type, welcome.entityId, welcome.tickRate, welcome.serverTick, welcome.posQuantum], ["Welcome", 7, 30, 300, 0.0625], "welcome");
+eq([welcome.type, welcome.protocolVersion, welcome.entityId, welcome.tickRate, welcome.serverTick, welcome.posQuantum],
+   ["Welcome", 2, 7, 30, 300, 0.0625], "welcome");
+eq([welcome.game, welcome.fields], ["tag", [{{ name: "it", kind: "Bool" }}, {{ name: "score", kind: "U16" }}]], "welcome fields");
 eq(hexOf(welcome.sessionToken), "{token}", "session token");
+const badKind = "{welcome}".split(" "); badKind[badKind.length - 1] = "06";
+throws(() => decodeServerMsg(bytes(badKind.join(" "))), "field kind 6 refused");
 let world = {{ tick: null, entities: [] }};
 world = applySnapshot(world, decodeServerMsg(bytes("{keyframe}")));
 eq(world, {{ tick: 300, entities: [
-  {{ id: 3, kind: "Npc", pos: [160, 320], vel: [2, -1] }},
-  {{ id: 7, kind: "Avatar", pos: [1600, 800], vel: [2, 0] }} ] }}, "keyframe");
+  {{ id: 3, kind: "Npc", pos: [160, 320], vel: [2, -1], fields: f8(0, 0) }},
+  {{ id: 7, kind: "Avatar", pos: [1600, 800], vel: [2, 0], fields: f8(1, 300) }} ] }}, "keyframe");
 eq(world.entities[0].vel[0] * welcome.posQuantum * welcome.tickRate, 3.75, "speed in units");
 const delta = decodeServerMsg(bytes("{delta}"));
 eq(delta.lastInputSeq, 43, "seq");
+eq(delta.fields, [{{ skip: 0, field: 0, delta: -1 }}, {{ skip: 0, field: 1, delta: 10 }}, {{ skip: 1, field: 0, delta: 1 }}], "field changes");
+const held = world;
+const heldJson = JSON.stringify(held);
+for (const [fields, what] of [
+  [[{{ skip: 0, field: 0, delta: -1 }}, {{ skip: 2, field: 0, delta: 1 }}], "past the last entity"],
+  [[{{ skip: 1, field: 8, delta: 1 }}], "field 8"],
+  [[{{ skip: 0, field: 1, delta: 1 }}, {{ skip: 0, field: 1, delta: 1 }}], "the same field twice"],
+  [[{{ skip: 0, field: 1, delta: 1 }}, {{ skip: 0, field: 0, delta: 1 }}], "fields going back"],
+  [[{{ skip: 1, field: 0, delta: 1 }}, {{ skip: 4294967295, field: 0, delta: 1 }}], "a huge skip"],
+]) {{
+  throws(() => applySnapshot(held, {{ ...delta, fields }}), `bad field change refused: ${{what}}`);
+  eq(JSON.stringify(held), heldJson, `world untouched: ${{what}}`);
+}}
 world = applySnapshot(world, delta);
 eq(world, {{ tick: 303, entities: [
-  {{ id: 7, kind: "Avatar", pos: [1605, 801], vel: [1, 1] }},
-  {{ id: 12, kind: "Npc", pos: [4800, 3200], vel: [-3, 1] }} ] }}, "delta");
+  {{ id: 7, kind: "Avatar", pos: [1605, 801], vel: [1, 1], fields: f8(0, 310) }},
+  {{ id: 12, kind: "Npc", pos: [4800, 3200], vel: [-3, 1], fields: f8(1, 0) }} ] }}, "delta");
+eq(JSON.stringify(held), heldJson, "the delta did not touch the world it was applied to");
 const before = JSON.stringify(world);
-let refused = false;
-try {{ applySnapshot(world, delta); }} catch (e) {{ refused = true; }}
-eq([refused, JSON.stringify(world)], [true, before], "delta applied twice");
-// Wrapping prediction: i32::MAX + 1 per tick for 3 ticks.
-const edge = {{ tick: 1, entities: [{{ id: 0, kind: "Npc", pos: [2147483647, -2147483648], vel: [1, -1] }}] }};
-const empty = {{ tick: 4, baseTick: 1, removed: [], changed: [], added: [] }};
+throws(() => applySnapshot(world, delta), "delta applied twice");
+eq(JSON.stringify(world), before, "world untouched by the refused delta");
+// Wrapping prediction: i32::MAX + 1 per tick for 3 ticks; a field wraps the same way.
+const edge = {{ tick: 1, entities: [{{ id: 0, kind: "Npc", pos: [2147483647, -2147483648], vel: [1, -1], fields: f8(2147483647, -2147483648) }}] }};
+const empty = {{ tick: 4, baseTick: 1, removed: [], changed: [], added: [], fields: [] }};
 eq(applySnapshot(edge, empty).entities[0].pos, [-2147483646, 2147483645], "wrapping");
+const bump = {{ ...empty, fields: [{{ skip: 0, field: 0, delta: 1 }}, {{ skip: 0, field: 1, delta: -1 }}] }};
+eq(applySnapshot(edge, bump).entities[0].fields, f8(-2147483648, 2147483647), "fields wrap");
+const event = decodeServerMsg(bytes("{event}"));
+eq([event.type, hexOf(event.payload)], ["Event", "01 07"], "event");
 eq(hexOf(encodeHello("ada", "lobby")), "{hello}", "hello");
 eq(hexOf(encodeHello("ada", "lobby", welcome.sessionToken)), "{resume}", "hello resuming");
-let truncated = false;
-try {{ decodeServerMsg(bytes("{welcome}".split(" ").slice(0, 30).join(" "))); }} catch (e) {{ truncated = true; }}
-eq(truncated, true, "truncated welcome refused");
-eq(hexOf(encodeInput(1, 1.0, 0.0, 0)), "01 01 00 00 80 3f 00 00 00 00 00", "input");
-eq(hexOf(encodePing(1700000000000)), "02 fd 00 68 e5 cf 8b 01 00 00", "ping");
+throws(() => decodeServerMsg(bytes("{welcome}".split(" ").slice(0, 50).join(" "))), "truncated welcome refused");
+throws(() => decodeServerMsg(bytes("{delta} 00")), "trailing byte refused");
+eq(hexOf(encodeInput(1, 1.0, 0.0, 0)), "{input}", "input");
+eq(hexOf(encodeInput(2, 0.0, -1.0, 1, new Uint8Array([0x2c, 0x01, 0xfb]))), "{input_payload}", "input with payload");
+throws(() => encodeInput(3, 0, 0, 0, new Uint8Array(33)), "33-byte input payload refused");
+eq(hexOf(encodeMessage(new TextEncoder().encode("hi!"))), "{message}", "game message");
+eq(hexOf(encodePing(1700000000000)), "{ping}", "ping");
+const pong = decodeServerMsg(bytes("{pong}"));
+eq([pong.type, pong.nonce, pong.serverTick], ["Pong", 1700000000000, 70000], "pong");
 console.log("ok");
 "#,
             welcome = hex_of(WELCOME_HEADING),
             token = TOKEN_HEX,
             resume = hex_of(RESUME_HEADING),
-            keyframe = hex_of("### Keyframe `Snapshot`"),
-            delta = hex_of("### Delta `Snapshot`"),
+            keyframe = hex_of(KEYFRAME_HEADING),
+            delta = hex_of(DELTA_HEADING),
+            event = EVENT_HEX,
+            input = INPUT_HEX,
+            input_payload = INPUT_PAYLOAD_HEX,
+            message = MESSAGE_HEX,
+            ping = PING_HEX,
+            pong = PONG_HEX,
         )
     };
     let script = format!("{code}\n{}", check(HELLO_HEX));
