@@ -26,6 +26,7 @@ fn entities(n: u32) -> Vec<QEntity> {
             },
             pos: [(i * 37 % 16_000) as i32, (i * 91 % 16_000) as i32],
             vel: [18, -22],
+            fields: Default::default(),
         })
         .collect()
 }
@@ -50,6 +51,7 @@ fn snapshots(n: u32) -> [(String, Snapshot); 2] {
         removed: body.removed.clone(),
         changed: body.changed.clone(),
         added: body.added.clone(),
+        fields: Vec::new(),
     };
     let mut body = DeltaBody::default();
     diff(None, 90_001, &now, &mut body);
@@ -78,6 +80,7 @@ fn client_messages() -> Vec<(&'static str, ClientMsg)> {
                 seq: 123_456,
                 movement: Vec2::new(0.6, -0.8),
                 buttons: 3,
+                payload: Default::default(),
             }),
         ),
         (
@@ -99,6 +102,8 @@ fn server_messages() -> Vec<(String, ServerMsg)> {
         world_size: Vec2::splat(1000.0),
         session_token: [0x5a; 16],
         pos_quantum: 1.0 / 16.0,
+        game: "arena".into(),
+        fields: Vec::new(),
     };
     let mut v = vec![
         ("welcome".to_owned(), ServerMsg::Welcome(welcome)),
@@ -205,6 +210,7 @@ fn apply(c: &mut Criterion) {
             removed: Vec::new(),
             changed: Vec::new(),
             added: body.added.clone(),
+            fields: Vec::new(),
         })
         .expect("keyframe applies");
         for (name, snapshot) in snapshots(n) {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use glam::Vec2;
 use tickcast::server::game::{Arena, ArenaConfig, DEFAULT_POS_QUANTUM};
-use tickcast::server::room::{InputInbox, PlayerSnapshot, Room, SnapshotOutlet};
+use tickcast::server::room::{InputInbox, PlayerOutlet, PlayerSnapshot, Room};
 use tickcast::server::snapshot::SnapshotEncoder;
 use tickcast::shared::Input;
 
@@ -33,7 +33,7 @@ struct WriterOutlet {
 #[derive(Clone)]
 struct Writer(Rc<WriterOutlet>);
 
-impl SnapshotOutlet for Writer {
+impl PlayerOutlet for Writer {
     fn offer(&self, s: PlayerSnapshot) {
         let mut buf = self.0.buf.borrow_mut();
         let encoded = self
@@ -44,6 +44,10 @@ impl SnapshotOutlet for Writer {
             .expect("encodes");
         self.0.bytes.set(encoded.bytes);
     }
+
+    // The Arena sends no events and refuses no message.
+    fn event(&self, _: bytes::Bytes) {}
+    fn disconnect(&self, _: tickcast::shared::DisconnectReason) {}
 }
 
 struct Bench {
@@ -100,6 +104,7 @@ impl Bench {
                 seq: self.seq,
                 movement: dir,
                 buttons: 0,
+                payload: Default::default(),
             });
         }
         black_box(self.room.tick());

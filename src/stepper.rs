@@ -27,11 +27,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tickcast_client::Session as ClientSession;
 use tickcast_server::game::Game;
-use tickcast_server::room::{
-    InputInbox, PlayerId, PlayerSnapshot, Room, SnapshotOutlet, WorldFrame,
-};
+use tickcast_server::room::{InputInbox, PlayerId, PlayerOutlet, PlayerSnapshot, Room, WorldFrame};
 use tickcast_server::session::{End, FrameIn, Limits, Request, Session};
 use tickcast_server::snapshot::SnapshotEncoder;
 use tickcast_shared::codec::{decode_server, encode_to_vec};
@@ -39,12 +38,15 @@ use tickcast_shared::delta::DeltaError;
 use tickcast_shared::glam::Vec2;
 use tickcast_shared::websocket::DataFrame;
 use tickcast_shared::{
-    ClientMsg, DisconnectReason, Hello, Pong, ServerMsg, SessionToken, PROTOCOL_VERSION,
+    ClientMsg, DisconnectReason, GameMessage, Hello, Pong, ServerMsg, SessionToken,
+    PROTOCOL_VERSION,
 };
 
 /// How the stepped room and its connections are set up; the defaults are the server's.
 #[derive(Debug, Clone, Copy)]
 pub struct StepperOptions {
+    /// The game's name in `Welcome`.
+    pub game: &'static str,
     /// Ticks per second.
     pub tick_rate: u16,
     /// Seats in the room.
@@ -57,6 +59,8 @@ pub struct StepperOptions {
     pub reconnect_grace: Duration,
     /// How often the server pings a connection (a reading client answers).
     pub ping_interval: Duration,
+    /// Game events queued per connection before it is closed as a slow consumer.
+    pub reliable_queue: usize,
     /// Seed of the session tokens handed out, so runs repeat exactly.
     pub seed: u64,
 }
@@ -65,12 +69,14 @@ impl Default for StepperOptions {
     fn default() -> Self {
         let config = tickcast_server::Config::default();
         Self {
+            game: "arena",
             tick_rate: config.tick_rate,
             max_players: config.max_players,
             view_radius_quanta: 0,
             limits: Limits::from(&config),
             reconnect_grace: config.reconnect_grace,
             ping_interval: config.ping_interval,
+            reliable_queue: config.reliable_queue,
             seed: 1,
         }
     }
@@ -109,7 +115,8 @@ pub enum StepperError {
     },
 }
 
-/// The latest-wins hand-off from the room to one connection, like the server's slot.
+/// The hand-off from the room to one connection, with the server slot's rules: a
+/// latest-wins snapshot, a bounded queue of events, a disconnect order.
 #[derive(Debug, Clone, Default)]
 pub struct Outlet(Rc<RefCell<OutletState>>);
 
@@ -118,14 +125,42 @@ struct OutletState {
     pending: Option<PlayerSnapshot>,
     /// Snapshots replaced before they were taken: what a slow reader skipped.
     skipped: u64,
+    events: VecDeque<Bytes>,
+    events_capacity: usize,
+    disconnect: Option<DisconnectReason>,
 }
 
-impl SnapshotOutlet for Outlet {
+impl Outlet {
+    fn new(events_capacity: usize) -> Self {
+        Self(Rc::new(RefCell::new(OutletState {
+            events_capacity: events_capacity.max(1),
+            ..OutletState::default()
+        })))
+    }
+}
+
+impl PlayerOutlet for Outlet {
     fn offer(&self, snapshot: PlayerSnapshot) {
         let mut state = self.0.borrow_mut();
         if state.pending.replace(snapshot).is_some() {
             state.skipped += 1;
         }
+    }
+
+    fn event(&self, message: Bytes) {
+        let mut state = self.0.borrow_mut();
+        if state.events.len() >= state.events_capacity {
+            state.events.clear();
+            state
+                .disconnect
+                .get_or_insert(DisconnectReason::SlowConsumer);
+        } else {
+            state.events.push_back(message);
+        }
+    }
+
+    fn disconnect(&self, reason: DisconnectReason) {
+        self.0.borrow_mut().disconnect.get_or_insert(reason);
     }
 }
 
@@ -162,6 +197,8 @@ struct Player {
     /// The frame of each snapshot the client applied last, to compare against.
     last_frame: Option<Arc<WorldFrame>>,
     skipped: u64,
+    /// Payloads of the game events the client received, in order.
+    events: Vec<Vec<u8>>,
     error: Option<StepperError>,
 }
 
@@ -184,7 +221,7 @@ impl<G: Game> Stepper<G> {
     pub fn new(game: G, options: StepperOptions) -> Self {
         let start = Instant::now();
         Self {
-            room: Room::new(game, options.tick_rate, options.max_players),
+            room: Room::new(game, options.tick_rate, options.max_players).named(options.game),
             ticks: 0,
             options,
             start,
@@ -215,6 +252,7 @@ impl<G: Game> Stepper<G> {
             reading: true,
             last_frame: None,
             skipped: 0,
+            events: Vec::new(),
             error: None,
         });
         self.open(index, None);
@@ -261,7 +299,7 @@ impl<G: Game> Stepper<G> {
         player.conn = Some(Conn {
             session: Session::new("stepped", self.options.limits, self.now),
             encoder: SnapshotEncoder::new(self.options.view_radius_quanta),
-            outlet: Outlet::default(),
+            outlet: Outlet::new(self.options.reliable_queue),
             member: None,
             to_server,
             to_client: VecDeque::new(),
@@ -301,6 +339,18 @@ impl<G: Game> Stepper<G> {
         let conn = p.conn.as_mut().ok_or(StepperError::NotConnected(player))?;
         conn.to_server.push_back(encode(&ClientMsg::Ping(ping)));
         Ok(())
+    }
+
+    /// Queues a reliable game message.
+    ///
+    /// # Errors
+    /// If the player is not connected.
+    pub fn send_message(
+        &mut self,
+        player: PlayerIndex,
+        payload: Vec<u8>,
+    ) -> Result<(), StepperError> {
+        self.send_raw(player, encode(&ClientMsg::Message(GameMessage { payload })))
     }
 
     /// Queues any bytes as one binary message, to play a broken or hostile client.
@@ -455,6 +505,13 @@ impl<G: Game> Stepper<G> {
                 }
                 Ok(())
             }
+            Request::Message(payload) => {
+                if let Some(member) = &conn.member {
+                    // A refusal reaches the connection through its outlet, as in the server.
+                    let _ = self.room.message(member.player, &payload);
+                }
+                Ok(())
+            }
             Request::Pong { nonce } => {
                 conn.to_client.push_back(encode(&ServerMsg::Pong(Pong {
                     nonce,
@@ -498,6 +555,15 @@ impl<G: Game> Stepper<G> {
     fn deliver_to_client(&mut self, index: PlayerIndex) {
         let now = self.now;
         let start = self.start;
+        // A disconnect the room ordered is taken first, as the writer does.
+        let ordered = self.players[index]
+            .conn
+            .as_ref()
+            .and_then(|c| c.outlet.0.borrow_mut().disconnect.take());
+        if let Some(reason) = ordered {
+            self.end_connection(index, Some(reason));
+            return;
+        }
         let player = &mut self.players[index];
         if !player.reading {
             return;
@@ -537,6 +603,23 @@ impl<G: Game> Stepper<G> {
         }
         if !conn.welcomed {
             return;
+        }
+        let events: Vec<Bytes> = conn.outlet.0.borrow_mut().events.drain(..).collect();
+        for bytes in events {
+            match decode_server(&bytes) {
+                Ok(ServerMsg::Event(event)) => {
+                    if let Some(client) = &mut player.client {
+                        client.handle_event();
+                    }
+                    player.events.push(event.payload);
+                }
+                other => {
+                    player.error = Some(StepperError::Protocol {
+                        player: index,
+                        what: format!("a game event decoded as {other:?}"),
+                    })
+                }
+            }
         }
         let (pending, skipped) = {
             let mut state = conn.outlet.0.borrow_mut();
@@ -600,6 +683,11 @@ impl<G: Game> Stepper<G> {
     /// client's world must now equal (whole-world view) or contain (view radius).
     pub fn last_frame(&self, player: PlayerIndex) -> Option<&WorldFrame> {
         self.players[player].last_frame.as_deref()
+    }
+
+    /// The payloads of the game events the player received, in order.
+    pub fn events(&self, player: PlayerIndex) -> &[Vec<u8>] {
+        &self.players[player].events
     }
 
     /// Snapshots the room offered the player that were replaced before it read them.

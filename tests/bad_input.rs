@@ -211,7 +211,7 @@ async fn abusers_are_closed_with_their_code_and_others_play_on() {
     send(
         &mut ws,
         &ClientMsg::Hello(Hello {
-            protocol_version: 1,
+            protocol_version: tickcast::shared::PROTOCOL_VERSION,
             name: "again".into(),
             room: String::new(),
             resume: None,
@@ -233,6 +233,7 @@ async fn abusers_are_closed_with_their_code_and_others_play_on() {
                 seq,
                 movement: Vec2::X,
                 buttons: 0,
+                payload: Default::default(),
             }),
         )
         .await;
@@ -251,6 +252,7 @@ async fn abusers_are_closed_with_their_code_and_others_play_on() {
             seq: 1,
             movement: Vec2::new(f32::NAN, 0.0),
             buttons: 0,
+            payload: Default::default(),
         }),
     )
     .await;
@@ -298,6 +300,7 @@ async fn protocol_order_and_version_are_enforced() {
             seq: 1,
             movement: Vec2::X,
             buttons: 0,
+            payload: Default::default(),
         }),
     )
     .await;
@@ -327,7 +330,7 @@ async fn protocol_order_and_version_are_enforced() {
     send(
         &mut ws,
         &ClientMsg::Hello(Hello {
-            protocol_version: 1,
+            protocol_version: tickcast::shared::PROTOCOL_VERSION,
             name: "x".into(),
             room: "elsewhere".into(),
             resume: None,
@@ -344,7 +347,7 @@ async fn protocol_order_and_version_are_enforced() {
     send(
         &mut ws,
         &ClientMsg::Hello(Hello {
-            protocol_version: 1,
+            protocol_version: tickcast::shared::PROTOCOL_VERSION,
             name: String::new(),
             room: String::new(),
             resume: None,

@@ -31,7 +31,7 @@ async fn next_snapshot(conn: &mut Connection, last: Option<&Snapshot>) -> Snapsh
     let s = loop {
         match tokio::time::timeout(WAIT, conn.next_event()).await.unwrap() {
             Ok(Event::Snapshot(s)) => break s,
-            Ok(Event::Pong { .. }) => continue,
+            Ok(Event::Pong { .. } | Event::Game(_)) => continue,
             Ok(Event::Closed { code, reason }) => panic!("closed: {code} {reason}"),
             Err(e) => panic!("connection failed: {e}"),
         }

@@ -6,10 +6,12 @@
 
 mod common;
 
-use common::{config, connect, hello, http_json, recv_snapshot, WAIT};
-use tickcast::server::game::{EntityId, Game, GameOptions, Games};
+use common::{config, connect, expect_close, hello, http_json, recv, recv_snapshot, send, WAIT};
+use tickcast::server::game::{
+    EntityId, Events, Game, GameOptions, Games, MessageRefused, PlayerId,
+};
 use tickcast::shared::glam::Vec2;
-use tickcast::shared::{EntityKind, EntityState, Input};
+use tickcast::shared::{ClientMsg, EntityKind, EntityState, GameMessage, Input, ServerMsg};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +24,7 @@ struct Posts {
 }
 
 impl Game for Posts {
-    fn spawn_player(&mut self) -> EntityId {
+    fn spawn_player(&mut self, _player: PlayerId) -> EntityId {
         let id = self.next;
         self.next += 1;
         self.players.push(id);
@@ -35,7 +37,7 @@ impl Game for Posts {
 
     fn apply_input(&mut self, _: EntityId, _: &Input) {}
 
-    fn step(&mut self, _: f32) {}
+    fn step(&mut self, _: f32, _: &mut Events) {}
 
     fn world_size(&self) -> Vec2 {
         Vec2::splat(10.0)
@@ -47,6 +49,7 @@ impl Game for Posts {
             kind,
             pos: Vec2::new(id as f32, 5.0),
             vel: Vec2::ZERO,
+            fields: Default::default(),
         };
         out.extend((0..self.npcs).map(|id| post(id, EntityKind::Npc)));
         out.extend(self.players.iter().map(|&id| post(id, EntityKind::Avatar)));
@@ -144,7 +147,7 @@ async fn the_room_api_creates_rooms_of_any_registered_game() {
     assert_eq!(status, 400);
     assert_eq!(
         err["error"],
-        r#"unknown game "chess"; known games: arena, posts"#
+        r#"unknown game "chess"; known games: arena, posts, tag"#
     );
     stop.cancel();
 }
@@ -193,7 +196,7 @@ async fn a_server_refuses_to_start_with_an_unknown_game() {
         .expect_err("refused");
     assert_eq!(
         err.to_string(),
-        r#"--game: unknown game "chess"; known games: arena, posts"#
+        r#"--game: unknown game "chess"; known games: arena, posts, tag"#
     );
 }
 
@@ -218,4 +221,93 @@ fn out_of_range_flags_are_not_the_callers_error() {
         assert_eq!(status, 400, "a caller's own value is bounded");
         stop.cancel();
     });
+}
+
+/// A game that answers each message with an event to its sender (the bytes reversed)
+/// and refuses an empty one.
+struct Echo(Posts);
+
+impl Game for Echo {
+    fn spawn_player(&mut self, player: PlayerId) -> EntityId {
+        self.0.spawn_player(player)
+    }
+    fn despawn_player(&mut self, entity: EntityId) {
+        self.0.despawn_player(entity);
+    }
+    fn apply_input(&mut self, _: EntityId, _: &Input) {}
+    fn step(&mut self, _: f32, _: &mut Events) {}
+    fn world_size(&self) -> Vec2 {
+        self.0.world_size()
+    }
+    fn write_state(&self, out: &mut Vec<EntityState>) {
+        self.0.write_state(out);
+    }
+    fn on_message(
+        &mut self,
+        player: PlayerId,
+        _: EntityId,
+        message: &[u8],
+        events: &mut Events,
+    ) -> Result<(), MessageRefused> {
+        if message.is_empty() {
+            return Err(MessageRefused);
+        }
+        events.to_player(player, message.iter().rev().copied().collect::<Vec<u8>>());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn game_messages_and_events_travel_over_a_real_socket() {
+    let games = Games::new().with("echo", |_: &GameOptions| {
+        Echo(Posts {
+            npcs: 0,
+            players: Vec::new(),
+            next: 1,
+        })
+    });
+    let (addr, stop) = start_with(games, "echo").await;
+    let url = format!("ws://{addr}/ws?room=talk");
+    let mut watcher = connect(&url).await;
+    hello(&mut watcher, "watcher").await;
+    let mut talker = connect(&url).await;
+    hello(&mut talker, "talker").await;
+
+    send(&mut talker, &message(vec![1, 2, 3])).await;
+    let event = loop {
+        match recv(&mut talker).await {
+            ServerMsg::Event(event) => break event,
+            ServerMsg::Snapshot(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(event.payload, [3, 2, 1], "the game's answer, to its sender");
+
+    // Over the size limit (1 KiB by default): 1009. Refused by the game: 4009.
+    send(&mut talker, &message(vec![0; 1025])).await;
+    assert_eq!(
+        expect_close(&mut talker).await,
+        (1009, "message too big".to_owned())
+    );
+    let mut refused = connect(&url).await;
+    hello(&mut refused, "refused").await;
+    send(&mut refused, &message(Vec::new())).await;
+    assert_eq!(
+        expect_close(&mut refused).await,
+        (4009, "game message refused".to_owned())
+    );
+    // The watcher heard no event and plays on.
+    let tick = recv_snapshot(&mut watcher).await.tick;
+    loop {
+        match recv(&mut watcher).await {
+            ServerMsg::Snapshot(s) if s.tick > tick => break,
+            ServerMsg::Snapshot(_) => {}
+            other => panic!("the watcher got {other:?}"),
+        }
+    }
+    stop.cancel();
+}
+
+fn message(payload: Vec<u8>) -> ClientMsg {
+    ClientMsg::Message(GameMessage { payload })
 }

@@ -42,8 +42,14 @@ fn refusal_body(err: &tokio_tungstenite::tungstenite::Error) -> String {
 async fn subprotocol_is_negotiated_or_refused_with_400() {
     let server = start(config()).await;
     let url = server.ws_url("lobby");
-    // Not offered, or only something else offered: 400, naming what is supported.
-    for offer in [None, Some("chat.v2"), Some("tickcast.v2, chat")] {
+    // Not offered, or only something else offered (a v1 client among them): 400,
+    // naming what is supported.
+    for offer in [
+        None,
+        Some("chat.v2"),
+        Some("tickcast.v1"),
+        Some("tickcast.v1, chat"),
+    ] {
         let err = connect_with(&url, offer, None).await.unwrap_err();
         assert_eq!(refused_status(&err), 400, "offer {offer:?}");
         let body = refusal_body(&err);
@@ -54,8 +60,12 @@ async fn subprotocol_is_negotiated_or_refused_with_400() {
         );
     }
     // Offered among others, in any position: accepted, and the 101 echoes exactly
-    // `tickcast.v1` (checked in connect_with for every accepted upgrade).
-    for offer in ["chat.v2, tickcast.v1", "tickcast.v1, chat.v2", SUBPROTOCOL] {
+    // `tickcast.v2` (checked in connect_with for every accepted upgrade).
+    for offer in [
+        "chat.v1, tickcast.v2",
+        "tickcast.v2, tickcast.v1",
+        SUBPROTOCOL,
+    ] {
         let mut ws = connect_with(&url, Some(offer), None)
             .await
             .unwrap_or_else(|e| panic!("offer {offer:?} refused: {e}"));

@@ -66,7 +66,7 @@ async fn until_no_connection(addr: SocketAddr) {
 
 async fn hello_resume(ws: &mut Ws, token: SessionToken) {
     let msg = Hello {
-        protocol_version: 1,
+        protocol_version: tickcast::shared::PROTOCOL_VERSION,
         name: "again".into(),
         room: String::new(),
         resume: Some(token),
@@ -92,6 +92,7 @@ async fn play_then_stop(ws: &mut Ws) -> (Welcome, QEntity) {
             seq: 1,
             movement: Vec2::new(0.6, 0.8),
             buttons: 0,
+            payload: Default::default(),
         }),
     )
     .await;
@@ -102,6 +103,7 @@ async fn play_then_stop(ws: &mut Ws) -> (Welcome, QEntity) {
             seq: 2,
             movement: Vec2::ZERO,
             buttons: 0,
+            payload: Default::default(),
         }),
     )
     .await;
@@ -153,6 +155,7 @@ async fn a_dropped_player_resumes_its_avatar_within_the_grace() {
             seq: 1,
             movement: Vec2::X,
             buttons: 0,
+            payload: Default::default(),
         }),
     )
     .await;
@@ -248,7 +251,7 @@ async fn a_player_resumes_into_a_room_its_own_held_seat_fills() {
     send(
         &mut sneaky,
         &ClientMsg::Hello(Hello {
-            protocol_version: 1,
+            protocol_version: tickcast::shared::PROTOCOL_VERSION,
             name: "sneaky".into(),
             room: String::new(),
             resume: None,

@@ -49,7 +49,7 @@ async fn fast(mut conn: Connection, latest: watch::Sender<u64>, stop: Cancellati
                     seen.worlds.insert(s.tick, conn.session().world().entities.clone());
                     latest.send_replace(s.tick);
                 }
-                Event::Pong { .. } => {}
+                Event::Pong { .. } | Event::Game(_) => {}
                 Event::Closed { code, reason } => panic!("fast player closed: {code} {reason}"),
             }
         }

@@ -287,6 +287,7 @@ fn bad_input_closes_only_its_own_connection() {
         seq: 1,
         movement: Vec2::X,
         buttons: 0,
+        payload: Default::default(),
     });
     s.send_raw(
         replay,
@@ -399,4 +400,245 @@ fn misuse_of_the_stepper_is_an_error_not_a_panic() {
     let a = s.connect_silent();
     assert_eq!(s.send_input(a, Vec2::X, 0), Err(StepperError::NoSession(a)));
     assert_eq!(s.resume(a), Err(StepperError::NoSession(a)));
+}
+
+/// A game with declared fields, messages and events, to check how the room routes them:
+/// each avatar has a `score` and a `team`; message `[1]` scores a point (everyone is
+/// told), `[2, p]` pokes player `p` (only `p` is told), `[3]` rallies the sender's team
+/// (only its members are told); anything else is refused.
+mod scoreboard {
+    use tickcast::server::game::{EntityId, Events, Game, MessageRefused, PlayerId, Recipients};
+    use tickcast::shared::glam::Vec2;
+    use tickcast::shared::{EntityKind, EntityState, FieldKind, FieldSpec, Input};
+
+    #[derive(Default)]
+    pub struct Scoreboard {
+        /// (player, entity, score)
+        pub avatars: Vec<(PlayerId, EntityId, i32)>,
+    }
+
+    pub const SCORE: usize = 0;
+    pub const TEAM: usize = 1;
+
+    impl Game for Scoreboard {
+        fn spawn_player(&mut self, player: PlayerId) -> EntityId {
+            let entity = 100 + player;
+            self.avatars.push((player, entity, 0));
+            entity
+        }
+        fn despawn_player(&mut self, entity: EntityId) {
+            self.avatars.retain(|a| a.1 != entity);
+        }
+        fn apply_input(&mut self, _: EntityId, _: &Input) {}
+        fn step(&mut self, _: f32, _: &mut Events) {}
+        fn world_size(&self) -> Vec2 {
+            Vec2::splat(100.0)
+        }
+        fn write_state(&self, out: &mut Vec<EntityState>) {
+            for &(player, entity, score) in &self.avatars {
+                let mut e = EntityState::new(entity, EntityKind::Avatar, Vec2::ZERO, Vec2::ZERO);
+                e.fields[SCORE] = score;
+                e.fields[TEAM] = (player % 2) as i32;
+                out.push(e);
+            }
+        }
+        fn fields(&self) -> Vec<FieldSpec> {
+            vec![
+                FieldSpec {
+                    name: "score".into(),
+                    kind: FieldKind::I32,
+                },
+                FieldSpec {
+                    name: "team".into(),
+                    kind: FieldKind::U8,
+                },
+            ]
+        }
+        fn on_message(
+            &mut self,
+            player: PlayerId,
+            _: EntityId,
+            message: &[u8],
+            events: &mut Events,
+        ) -> Result<(), MessageRefused> {
+            match *message {
+                [1] => {
+                    let me = self
+                        .avatars
+                        .iter_mut()
+                        .find(|a| a.0 == player)
+                        .ok_or(MessageRefused)?;
+                    me.2 += 1;
+                    events.to_all(vec![1, player as u8, me.2 as u8]);
+                }
+                [2, target] => events.to_player(PlayerId::from(target), vec![2, player as u8]),
+                [3] => {
+                    let team: Vec<PlayerId> = self
+                        .avatars
+                        .iter()
+                        .map(|a| a.0)
+                        .filter(|p| p % 2 == player % 2)
+                        .collect();
+                    events.to_players(&team, vec![3, player as u8]);
+                }
+                _ => return Err(MessageRefused),
+            }
+            Ok(())
+        }
+    }
+
+    /// Every recipient kind, for the doc of what the room does with each.
+    #[allow(dead_code)]
+    pub fn kinds() -> [Recipients; 3] {
+        [
+            Recipients::Player(1),
+            Recipients::Players(vec![1]),
+            Recipients::All,
+        ]
+    }
+}
+
+fn scoreboard(options: StepperOptions) -> Stepper<scoreboard::Scoreboard> {
+    Stepper::new(
+        scoreboard::Scoreboard::default(),
+        StepperOptions {
+            game: "scoreboard",
+            ..options
+        },
+    )
+}
+
+#[test]
+fn the_welcome_describes_the_game_and_its_fields() {
+    let mut s = scoreboard(StepperOptions::default());
+    let a = s.connect("a");
+    s.step().unwrap();
+    let welcome = s.client(a).unwrap().welcome();
+    assert_eq!(welcome.game, "scoreboard");
+    assert_eq!(
+        welcome.fields,
+        [
+            tickcast::shared::FieldSpec {
+                name: "score".into(),
+                kind: tickcast::shared::FieldKind::I32
+            },
+            tickcast::shared::FieldSpec {
+                name: "team".into(),
+                kind: tickcast::shared::FieldKind::U8
+            },
+        ]
+    );
+}
+
+#[test]
+fn game_messages_change_fields_and_events_reach_exactly_their_recipients() {
+    use scoreboard::{SCORE, TEAM};
+    let mut s = scoreboard(StepperOptions::default());
+    // Players 1..=4: teams 1, 0, 1, 0.
+    let p: Vec<_> = (0..4).map(|i| s.connect(&format!("p{i}"))).collect();
+    s.step().unwrap();
+    let bytes_before = s.client(p[1]).unwrap().stats().bytes_received;
+    s.run(5).unwrap();
+    // Nothing changes: five empty deltas, and not a byte for the fields.
+    let idle = s.client(p[1]).unwrap().stats().bytes_received - bytes_before;
+    // Variant, tick, base tick, input seq, and four empty lists: 8 bytes each.
+    assert_eq!(idle, 5 * 8, "five empty deltas");
+
+    s.send_message(p[0], vec![1]).unwrap(); // player 1 scores
+    s.send_message(p[0], vec![1]).unwrap(); // and again
+    s.send_message(p[1], vec![2, 4]).unwrap(); // player 2 pokes player 4
+    s.send_message(p[2], vec![3]).unwrap(); // player 3 rallies team 1 (players 1, 3)
+    s.step().unwrap();
+    assert_eq!(s.events(p[0]), [vec![1, 1, 1], vec![1, 1, 2], vec![3, 3]]);
+    assert_eq!(s.events(p[1]), [vec![1, 1, 1], vec![1, 1, 2]]);
+    assert_eq!(s.events(p[2]), [vec![1, 1, 1], vec![1, 1, 2], vec![3, 3]]);
+    assert_eq!(s.events(p[3]), [vec![1, 1, 1], vec![1, 1, 2], vec![2, 2]]);
+    for &i in &p {
+        let client = s.client(i).unwrap();
+        assert_eq!(client.stats().events_received, s.events(i).len() as u64);
+        // Everyone's world shows player 1's score, and the teams, as the server has them.
+        let scorer = client
+            .world()
+            .entities
+            .iter()
+            .find(|e| e.id == 101)
+            .unwrap();
+        assert_eq!(scorer.fields[SCORE], 2);
+        assert_eq!(scorer.fields[TEAM], 1);
+        assert_in_sync_fields(&s, i);
+    }
+}
+
+/// Like [`assert_in_sync`] for any game.
+fn assert_in_sync_fields<G: tickcast::server::game::Game>(s: &Stepper<G>, player: PlayerIndex) {
+    let client = s.client(player).expect("welcomed");
+    let frame = s.last_frame(player).expect("a snapshot was applied");
+    assert_eq!(client.world().entities, frame.entities, "player {player}");
+}
+
+#[test]
+fn a_refused_message_closes_its_sender_with_4009_and_no_one_else() {
+    let mut s = scoreboard(StepperOptions::default());
+    let (a, b) = (s.connect("a"), s.connect("b"));
+    s.step().unwrap();
+    s.send_message(a, vec![9, 9, 9]).unwrap();
+    s.step().unwrap();
+    assert_eq!(s.ended(a), Some(DisconnectReason::GameMessageRefused));
+    assert!(s.is_connected(b));
+    assert_eq!(s.room().player_count(), 1, "refused players leave");
+    s.run(3).unwrap();
+    assert_in_sync_fields(&s, b);
+}
+
+#[test]
+fn a_player_that_lets_its_events_pile_up_is_closed_4005() {
+    let mut s = scoreboard(StepperOptions {
+        reliable_queue: 2,
+        ..StepperOptions::default()
+    });
+    let (deaf, loud) = (s.connect("deaf"), s.connect("loud"));
+    s.step().unwrap();
+    // One event a tick: the reading player takes each as it comes; the one that does
+    // not read holds two, which its queue allows.
+    s.set_reading(deaf, false);
+    for _ in 0..2 {
+        s.send_message(loud, vec![1]).unwrap();
+        s.step().unwrap();
+    }
+    s.set_reading(deaf, true);
+    s.step().unwrap();
+    assert!(s.is_connected(deaf), "two events fit");
+    assert_eq!(s.events(deaf).len(), 2);
+    // A third unread event does not.
+    s.set_reading(deaf, false);
+    for _ in 0..3 {
+        s.send_message(loud, vec![1]).unwrap();
+        s.step().unwrap();
+    }
+    assert_eq!(s.ended(deaf), Some(DisconnectReason::SlowConsumer));
+    assert!(s.is_connected(loud));
+    assert_eq!(s.events(loud).len(), 5);
+}
+
+#[test]
+fn game_messages_are_limited_in_size_and_rate() {
+    let mut s = scoreboard(StepperOptions {
+        limits: Limits {
+            max_game_message_bytes: 4,
+            max_game_messages_per_sec: 2,
+            ..StepperOptions::default().limits
+        },
+        ..StepperOptions::default()
+    });
+    let (big, fast, fine) = (s.connect("big"), s.connect("fast"), s.connect("fine"));
+    s.step().unwrap();
+    s.send_message(big, vec![1; 5]).unwrap();
+    for _ in 0..3 {
+        s.send_message(fast, vec![1]).unwrap();
+    }
+    s.send_message(fine, vec![1]).unwrap();
+    s.step().unwrap();
+    assert_eq!(s.ended(big), Some(DisconnectReason::MessageTooBig));
+    assert_eq!(s.ended(fast), Some(DisconnectReason::RateLimited));
+    assert!(s.is_connected(fine));
 }

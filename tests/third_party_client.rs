@@ -60,6 +60,7 @@ async fn tungstenite_plays_a_session_with_the_shared_crate() {
                 seq,
                 movement: Vec2::Y,
                 buttons: 0,
+                payload: Default::default(),
             }),
         )
         .await;

@@ -110,6 +110,7 @@ impl Stream {
                 seq: self.seq,
                 movement: Vec2::ZERO,
                 buttons: 0,
+                payload: Default::default(),
             }),
         )
         .await;

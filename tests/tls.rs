@@ -115,7 +115,7 @@ async fn next_snapshot(conn: &mut Connection) -> tickcast::shared::Snapshot {
     loop {
         match tokio::time::timeout(WAIT, conn.next_event()).await.unwrap() {
             Ok(Event::Snapshot(s)) => return s,
-            Ok(Event::Pong { .. }) => continue,
+            Ok(Event::Pong { .. } | Event::Game(_)) => continue,
             Ok(Event::Closed { code, reason }) => panic!("closed: {code} {reason}"),
             Err(e) => panic!("connection failed: {e}"),
         }

@@ -28,7 +28,7 @@ pub enum ClientError {
         /// The HTTP status code of the refusal.
         status: u16,
     },
-    /// The 101 response did not select the `tickcast.v1` subprotocol.
+    /// The 101 response did not select the `tickcast.v2` subprotocol.
     #[error("server did not select subprotocol {expected} (got {got:?})")]
     SubprotocolMismatch {
         /// What we offered.

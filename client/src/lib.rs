@@ -4,7 +4,7 @@
 //! - [`session`]: the player's state with no I/O (sequence numbers, acknowledgements,
 //!   round-trip and snapshot timing), driven with time passed in.
 //! - [`connection`]: one player over a real socket: the WebSocket handshake with the
-//!   `tickcast.v1` subprotocol, `Hello`/`Welcome`, a reader task that decodes server
+//!   `tickcast.v2` subprotocol, `Hello`/`Welcome`, a reader task that decodes server
 //!   messages, and the [`Event`]s a game or a bot consumes.
 //! - [`reconnect`]: [`ReconnectingConnection`], a connection that takes the player back
 //!   on a new socket when its connection is lost (exponential backoff with full jitter,

@@ -157,6 +157,8 @@ pub enum SessionEvent {
         /// Time from sending the ping to receiving this pong.
         rtt: Duration,
     },
+    /// As [`Event::Game`].
+    Game(Vec<u8>),
     /// As [`Event::Closed`]: the server ended the session; no event follows, and no
     /// reconnection is tried (except after 4003, idle timeout, which reconnects and
     /// reports [`SessionEvent::Reconnecting`] instead).
@@ -188,6 +190,7 @@ impl From<Event> for SessionEvent {
         match event {
             Event::Snapshot(s) => Self::Snapshot(s),
             Event::Pong { rtt } => Self::Pong { rtt },
+            Event::Game(payload) => Self::Game(payload),
             Event::Closed { code, reason } => Self::Closed { code, reason },
         }
     }
@@ -347,7 +350,10 @@ impl ReconnectingConnection {
         let Some(policy) = self.policy.filter(|_| matches!(self.state, State::Up)) else {
             // Not reconnecting (no policy, or ended): the plain connection's answer.
             let event = self.conn.next_event().await;
-            if !matches!(event, Ok(Event::Snapshot(_) | Event::Pong { .. })) {
+            if !matches!(
+                event,
+                Ok(Event::Snapshot(_) | Event::Pong { .. } | Event::Game(_))
+            ) {
                 self.state = State::Ended;
             }
             return event.map(SessionEvent::from);

@@ -59,6 +59,8 @@ pub struct SessionStats {
     pub messages_received: u64,
     /// Times the session was resumed on a new connection ([`Session::resume`]).
     pub reconnects: u64,
+    /// Game events received.
+    pub events_received: u64,
 }
 
 /// The I/O-free state of one player: identity from the `Welcome`, outgoing sequence
@@ -183,6 +185,7 @@ impl Session {
             seq,
             movement,
             buttons,
+            payload: Default::default(),
         }
     }
 
@@ -248,6 +251,11 @@ impl Session {
         self.stats.pongs_received += 1;
         self.last_rtt = Some(rtt);
         Some(rtt)
+    }
+
+    /// Counts one game event received.
+    pub fn handle_event(&mut self) {
+        self.stats.events_received += 1;
     }
 
     /// Counts the payload of one received WebSocket message.
@@ -351,6 +359,8 @@ mod tests {
             world_size: Vec2::new(1000.0, 1000.0),
             session_token: [0; 16],
             pos_quantum: 1.0 / 16.0,
+            game: "arena".into(),
+            fields: Vec::new(),
         }
     }
 
@@ -363,6 +373,7 @@ mod tests {
             removed: Vec::new(),
             changed: Vec::new(),
             added: Vec::new(),
+            fields: Vec::new(),
         }
     }
 
@@ -457,7 +468,7 @@ mod tests {
 
     #[test]
     fn naive_size_matches_the_encoding_of_full_snapshots() {
-        use tickcast_shared::{codec::encode_to_vec, EntityKind, EntityState};
+        use tickcast_shared::{codec::encode_to_vec, EntityKind};
         let entities: Vec<QEntity> = [0u32, 250, 251, 65_535, 65_536, 70_000]
             .iter()
             .map(|&id| QEntity {
@@ -465,16 +476,14 @@ mod tests {
                 kind: EntityKind::Npc,
                 pos: [1, 2],
                 vel: [3, 4],
+                fields: Default::default(),
             })
             .collect();
-        let full: Vec<EntityState> = entities
+        // Naive entities as the old full snapshots carried them: id, kind and four
+        // f32, no game fields (the baseline deltas are measured against).
+        let full: Vec<(u32, EntityKind, Vec2, Vec2)> = entities
             .iter()
-            .map(|e| EntityState {
-                id: e.id,
-                kind: e.kind,
-                pos: Vec2::ZERO,
-                vel: Vec2::ZERO,
-            })
+            .map(|e| (e.id, e.kind, Vec2::ZERO, Vec2::ZERO))
             .collect();
         // The old full-snapshot message: variant, tick, seq, entity list.
         let bytes = encode_to_vec(&(1u32, 300u64, 42u32, &full)).unwrap();

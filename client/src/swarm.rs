@@ -421,6 +421,7 @@ impl Bot {
         totals.inputs_sent = stats.inputs_sent;
         totals.pings_sent = stats.pings_sent;
         totals.reconnects = stats.reconnects;
+        totals.game_events = stats.events_received;
         presence.set(&self.shard, false);
 
         match end {
@@ -460,10 +461,12 @@ impl Bot {
         let mut pings = interval(PING_INTERVAL);
         pings.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let own_id = conn.welcome().entity_id;
+        // The game's declared fields tell `chase` whether it plays tag.
         let mut behaviour = Behaviour::new(
             self.config.behaviour,
             rand::random::<u64>() ^ self.index as u64,
-        );
+        )
+        .with_fields(&conn.welcome().fields);
         // Bytes already added to the shard's live counter.
         let mut bytes_counted = 0;
 
@@ -495,6 +498,8 @@ impl Bot {
                             record(&mut shard.histograms.rtt, rtt);
                             record(&mut shard.recent_rtt, rtt);
                         }
+                        // Counted by the session; the report reads the total at the end.
+                        Ok(SessionEvent::Game(_)) => {}
                         Ok(SessionEvent::Reconnecting { cause }) => {
                             tracing::debug!(bot = self.index, %cause, "reconnecting");
                             presence.set(&self.shard, false);

@@ -281,6 +281,8 @@ async fn play(
         world_size: Vec2::new(800.0, 600.0),
         session_token: [0; 16],
         pos_quantum: 1.0 / 16.0,
+        game: "arena".into(),
+        fields: Vec::new(),
     });
     let welcome = binary(&welcome)?;
     let len = welcome.payload.len();
@@ -388,6 +390,7 @@ async fn play(
                     vel: [0, 0],
                 })
                 .collect(),
+            fields: Vec::new(),
         });
         let bytes = encode_to_vec(&snapshot)?;
         let len = bytes.len();
@@ -491,6 +494,7 @@ async fn welcome_snapshots_pong_then_close_1001() -> anyhow::Result<()> {
                     assert_eq!(rtt, None, "one ping, one pong");
                     rtt = Some(r);
                 }
+                Event::Game(payload) => panic!("no game events were sent: {payload:?}"),
                 Event::Closed { code, reason } => break (code, reason),
             }
         };

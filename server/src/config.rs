@@ -16,6 +16,17 @@ fn non_negative(s: &str) -> Result<f32, String> {
     }
 }
 
+/// Largest `--max-game-message-bytes`: a `GameMessage` of n bytes claims 12 + n of
+/// the 4 KiB client decode ceiling (PROTOCOL.md section 6), so 4000 keeps a margin.
+const MAX_GAME_MESSAGE_BYTES: usize = 4000;
+
+fn game_message_bytes(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_GAME_MESSAGE_BYTES).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not 1 to {MAX_GAME_MESSAGE_BYTES}")),
+    }
+}
+
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
 }
@@ -42,7 +53,8 @@ pub struct Config {
     pub tick_rate: u16,
 
     /// The game of rooms created on demand (by joining a room that does not exist, or
-    /// by matchmaking): a name the server registers (`arena` in `tickcast-server`).
+    /// by matchmaking): a name the server registers (`arena` or `tag` in
+    /// `tickcast-server`).
     #[arg(long, default_value = "arena")]
     pub game: String,
 
@@ -67,6 +79,12 @@ pub struct Config {
     /// Rooms this process hosts at once; a join that would create one more gets HTTP 503.
     #[arg(long, default_value_t = 1000)]
     pub max_rooms: usize,
+
+    /// Rooms with `/metrics` series of their own (labelled with the room's name) at
+    /// once; rooms opened beyond it report into `room="_other"`. Clients create rooms by
+    /// naming them, so this bounds the page.
+    #[arg(long, default_value_t = 100)]
+    pub max_labelled_rooms: usize,
 
     /// Open WebSocket connections at once; more get HTTP 503.
     #[arg(long, default_value_t = 20_000)]
@@ -126,7 +144,19 @@ pub struct Config {
     #[arg(long, default_value_t = 0)]
     pub send_buffer: usize,
 
-    /// Reliable messages (welcome, pongs) queued per connection; overflow closes with 4005.
+    /// Largest game message a client may send (`GameMessage` payload, bytes); larger
+    /// ones close with 1009. At most 4000: a client message must also fit the 4 KiB
+    /// decode ceiling every client message is held to.
+    #[arg(long, default_value_t = 1024, value_parser = game_message_bytes)]
+    pub max_game_message_bytes: usize,
+
+    /// Game messages per second a client may send (sustained, and the burst); more
+    /// close with 1008. Counted on top of `--max-messages-per-sec`.
+    #[arg(long, default_value_t = 20)]
+    pub max_game_messages_per_sec: u32,
+
+    /// Reliable messages (welcome, pongs, game events) queued per connection; overflow
+    /// closes with 4005.
     #[arg(long, default_value_t = 64)]
     pub reliable_queue: usize,
 
@@ -161,6 +191,7 @@ mod tests {
         assert_eq!(d.npcs, 64);
         assert_eq!(d.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(d.max_message_bytes, 64 * 1024);
+        assert_eq!(d.max_labelled_rooms, 100);
         let c = Config::parse_from([
             "x",
             "--allow-origin",
@@ -173,6 +204,10 @@ mod tests {
         assert_eq!(c.allow_origins, ["https://a.example", "*"]);
         assert_eq!(c.idle_timeout, Duration::from_millis(500));
         assert!(Config::try_parse_from(["x", "--tick-rate", "0"]).is_err());
+        assert!(Config::try_parse_from(["x", "--max-game-message-bytes", "4001"]).is_err());
+        assert!(Config::try_parse_from(["x", "--max-game-message-bytes", "0"]).is_err());
+        let big = Config::parse_from(["x", "--max-game-message-bytes", "4000"]);
+        assert_eq!(big.max_game_message_bytes, 4000);
         // A certificate without its key (or the reverse) is a usage error, not a
         // silently plain-text server.
         assert!(Config::try_parse_from(["x", "--tls-cert", "c.pem"]).is_err());

@@ -139,6 +139,7 @@ mod tests {
                     rng.random_range(-spread..spread),
                 ],
                 vel: [0, 0],
+                fields: Default::default(),
             })
             .collect()
     }

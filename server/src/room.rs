@@ -14,17 +14,21 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tickcast_shared::codec::encode_to_vec;
 use tickcast_shared::delta::{QEntity, Quantizer};
+use tickcast_shared::message::MAX_FIELD_NAME_BYTES;
+use tickcast_shared::{
+    DisconnectReason, EntityState, FieldSpec, GameEvent, Input, ServerMsg, SessionToken, Welcome,
+    MAX_FIELDS, PROTOCOL_VERSION,
+};
+use tracing::warn;
 
-use tickcast_shared::{EntityState, Input, SessionToken, Welcome, PROTOCOL_VERSION};
-
-use crate::game::{EntityId, Game};
+pub use crate::game::PlayerId;
+use crate::game::{EntityId, Events, Game, MessageRefused, Recipients, MAX_EVENT_BYTES};
 pub use crate::snapshot::{PlayerSnapshot, WorldFrame};
-
-/// A player's id within its room.
-pub type PlayerId = u32;
 
 /// The newest not-yet-applied input of one player, shared between its reader and the room.
 #[derive(Debug, Default)]
@@ -46,11 +50,20 @@ impl InputInbox {
     }
 }
 
-/// Where a room hands a player's snapshots: the latest-wins slot its writer reads.
-/// Implemented by the async shell (a `tokio::sync::watch` sender) and by tests.
-pub trait SnapshotOutlet {
+/// Where a room hands what one player must receive: the latest-wins snapshot its
+/// writer reads, and the game's reliable events. Implemented by the async shell
+/// ([`crate::slot`]), the stepper and tests.
+pub trait PlayerOutlet {
     /// Replaces whatever snapshot the player has not sent yet with `snapshot`.
     fn offer(&self, snapshot: PlayerSnapshot);
+
+    /// Queues a game event (an encoded `ServerMsg::Event`) behind the ones not yet
+    /// sent. The queue is bounded: overflowing it disconnects the player with
+    /// `SlowConsumer`, the outlet's own business.
+    fn event(&self, message: Bytes);
+
+    /// Ends the player's connection with `reason` (a game refused its message).
+    fn disconnect(&self, reason: DisconnectReason);
 }
 
 /// A join was refused.
@@ -108,6 +121,11 @@ pub struct TickReport {
 #[derive(Debug)]
 pub struct Room<G, O> {
     game: G,
+    /// The name of the game, for `Welcome`.
+    game_name: String,
+    /// The game's declared entity fields, asked once.
+    fields: Vec<FieldSpec>,
+    events: Events,
     tick: u64,
     tick_rate: u16,
     dt: f32,
@@ -118,12 +136,30 @@ pub struct Room<G, O> {
     entities: Vec<EntityState>,
 }
 
-impl<G: Game, O: SnapshotOutlet> Room<G, O> {
+impl<G: Game, O: PlayerOutlet> Room<G, O> {
     /// A room running `game` at `tick_rate` ticks per second.
     pub fn new(game: G, tick_rate: u16, max_players: usize) -> Self {
         let quantizer = Quantizer::new(game.pos_quantum(), tick_rate);
+        let mut fields = game.fields();
+        if fields.len() > MAX_FIELDS {
+            warn!(
+                declared = fields.len(),
+                max = MAX_FIELDS,
+                "the game declares too many entity fields; the rest are not sent"
+            );
+            fields.truncate(MAX_FIELDS);
+        }
+        for (i, field) in fields.iter_mut().enumerate() {
+            if field.name.is_empty() || field.name.len() > MAX_FIELD_NAME_BYTES {
+                warn!(name = %field.name, "an entity field name must be 1 to {MAX_FIELD_NAME_BYTES} bytes");
+                field.name = fit_name(&field.name, i);
+            }
+        }
         Self {
             game,
+            game_name: "game".to_owned(),
+            fields,
+            events: Events::default(),
             tick: 0,
             tick_rate,
             // The same value the quantizer divides by, so snapped motion predicts exactly.
@@ -134,6 +170,12 @@ impl<G: Game, O: SnapshotOutlet> Room<G, O> {
             quantizer,
             entities: Vec::new(),
         }
+    }
+
+    /// Names the game in every `Welcome` (the name it is registered under).
+    pub fn named(mut self, name: &str) -> Self {
+        self.game_name = name.to_owned();
+        self
     }
 
     /// Adds a player, spawning its entity. `token` is the session secret the player
@@ -148,7 +190,7 @@ impl<G: Game, O: SnapshotOutlet> Room<G, O> {
         }
         let player_id = self.next_player_id;
         self.next_player_id += 1;
-        let entity = self.game.spawn_player();
+        let entity = self.game.spawn_player(player_id);
         let params = self.welcome_params();
         let slot = self.players.entry(player_id).or_insert(PlayerSlot {
             entity,
@@ -184,6 +226,8 @@ impl<G: Game, O: SnapshotOutlet> Room<G, O> {
             server_tick: self.tick,
             world_size: self.game.world_size(),
             pos_quantum: self.quantizer.quantum,
+            game: self.game_name.clone(),
+            fields: self.fields.clone(),
         }
     }
     /// Removes a player and its entity, if `generation` is its current connection
@@ -242,9 +286,68 @@ impl<G: Game, O: SnapshotOutlet> Room<G, O> {
                 applied += 1;
             }
         }
-        self.game.step(self.dt);
+        self.game.step(self.dt, &mut self.events);
         self.tick += 1;
+        self.deliver_events();
         applied
+    }
+
+    /// Hands a reliable message from `player` to the game. A refusal disconnects that
+    /// player with `GameMessageRefused`; events the game sent meanwhile go out at once.
+    /// A message from a player the room no longer has is ignored.
+    ///
+    /// # Errors
+    /// [`MessageRefused`] when the game refused it.
+    pub fn message(&mut self, player: PlayerId, message: &[u8]) -> Result<(), MessageRefused> {
+        let Some(slot) = self.players.get(&player) else {
+            return Ok(());
+        };
+        let result = self
+            .game
+            .on_message(player, slot.entity, message, &mut self.events);
+        if result.is_err() {
+            if let Some(outlet) = &slot.outlet {
+                outlet.disconnect(DisconnectReason::GameMessageRefused);
+            }
+        }
+        self.deliver_events();
+        result
+    }
+
+    /// Encodes each pending event once and queues it for its connected recipients.
+    fn deliver_events(&mut self) {
+        let Self {
+            events, players, ..
+        } = self;
+        for (to, payload) in events.drain() {
+            if payload.len() > MAX_EVENT_BYTES {
+                warn!(
+                    bytes = payload.len(),
+                    max = MAX_EVENT_BYTES,
+                    "game event too large; dropped"
+                );
+                continue;
+            }
+            let message = match encode_to_vec(&ServerMsg::Event(GameEvent { payload })) {
+                Ok(bytes) => Bytes::from(bytes),
+                Err(e) => {
+                    warn!(error = %e, "game event did not encode; dropped");
+                    continue;
+                }
+            };
+            let send = |slot: &PlayerSlot<O>| {
+                if let Some(outlet) = &slot.outlet {
+                    outlet.event(message.clone());
+                }
+            };
+            match to {
+                Recipients::Player(p) => players.get(&p).into_iter().for_each(send),
+                Recipients::Players(list) => {
+                    list.iter().filter_map(|p| players.get(p)).for_each(send)
+                }
+                Recipients::All => players.values().for_each(send),
+            }
+        }
     }
 
     /// Quantises the current world once into a frame and offers it to every player.
@@ -295,19 +398,39 @@ impl<G: Game, O: SnapshotOutlet> Room<G, O> {
         &self.game
     }
 
+    /// The current connection generation of a player, if the room has it.
+    pub fn generation_of(&self, player: PlayerId) -> Option<u32> {
+        self.players.get(&player).map(|s| s.generation)
+    }
+
     /// The entity a player controls.
     pub fn entity_of(&self, player: PlayerId) -> Option<EntityId> {
         self.players.get(&player).map(|s| s.entity)
     }
 }
 
+/// A field name cut to [`MAX_FIELD_NAME_BYTES`] at a character boundary, or
+/// `field<i>` for an empty one: what clients see of a game's over-long name.
+fn fit_name(name: &str, index: usize) -> String {
+    if name.is_empty() {
+        return format!("field{index}");
+    }
+    let mut end = MAX_FIELD_NAME_BYTES.min(name.len());
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
+}
+
 /// The room's part of a `Welcome`, read before a player's slot is borrowed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct WelcomeParams {
     tick_rate: u16,
     server_tick: u64,
     world_size: glam::Vec2,
     pos_quantum: f32,
+    game: String,
+    fields: Vec<FieldSpec>,
 }
 
 /// Connects `outlet` to a player's slot as its newest connection. Takes the slot
@@ -333,6 +456,8 @@ fn attach<O>(
         world_size: params.world_size,
         session_token: slot.token,
         pos_quantum: params.pos_quantum,
+        game: params.game,
+        fields: params.fields,
     };
     Joined {
         player_id,
@@ -354,10 +479,12 @@ mod tests {
     /// Collects what a player is offered.
     #[derive(Clone, Default)]
     struct Sink(Rc<RefCell<Vec<PlayerSnapshot>>>);
-    impl SnapshotOutlet for Sink {
+    impl PlayerOutlet for Sink {
         fn offer(&self, s: PlayerSnapshot) {
             self.0.borrow_mut().push(s);
         }
+        fn event(&self, _: Bytes) {}
+        fn disconnect(&self, _: DisconnectReason) {}
     }
 
     fn room(npcs: u32, max_players: usize) -> Room<Arena, Sink> {
@@ -384,6 +511,7 @@ mod tests {
             seq: 7,
             movement: Vec2::X,
             buttons: 0,
+            payload: Default::default(),
         });
         let report = r.tick();
         assert_eq!(
@@ -426,16 +554,19 @@ mod tests {
             seq: 1,
             movement: Vec2::X,
             buttons: 0,
+            payload: Default::default(),
         });
         j.inbox.put(Input {
             seq: 2,
             movement: -Vec2::X,
             buttons: 0,
+            payload: Default::default(),
         });
         j.inbox.put(Input {
             seq: 3,
             movement: Vec2::Y,
             buttons: 0,
+            payload: Default::default(),
         });
         for _ in 0..3 {
             r.tick();
@@ -487,8 +618,10 @@ mod session_tests {
     use crate::game::{Arena, ArenaConfig};
 
     struct Nowhere;
-    impl SnapshotOutlet for Nowhere {
+    impl PlayerOutlet for Nowhere {
         fn offer(&self, _: PlayerSnapshot) {}
+        fn event(&self, _: Bytes) {}
+        fn disconnect(&self, _: DisconnectReason) {}
     }
 
     #[test]
@@ -532,5 +665,15 @@ mod session_tests {
             r.resume(&[2; 16], Nowhere).unwrap_err(),
             JoinError::UnknownSession
         );
+    }
+
+    #[test]
+    fn field_names_are_fitted_to_the_wire_limit() {
+        assert_eq!(fit_name("", 3), "field3");
+        assert_eq!(fit_name("score", 0), "score");
+        let long = "é".repeat(20); // 40 bytes
+        let fitted = fit_name(&long, 0);
+        assert_eq!(fitted.len(), 32);
+        assert_eq!(fitted, "é".repeat(16));
     }
 }

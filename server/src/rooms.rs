@@ -112,6 +112,11 @@ enum Command {
         player: PlayerId,
         generation: u32,
     },
+    Message {
+        player: PlayerId,
+        generation: u32,
+        payload: Vec<u8>,
+    },
     Close,
 }
 
@@ -169,6 +174,16 @@ impl RoomHandle {
     /// players.
     pub fn leave(&self, player: PlayerId, generation: u32) {
         let _ = self.commands.send(Command::Leave { player, generation });
+    }
+
+    /// Hands a player's game message to the room's game (a refusal closes the player
+    /// through its outlet). Never fails: a room that has ended has no game.
+    pub fn message(&self, player: PlayerId, generation: u32, payload: Vec<u8>) {
+        let _ = self.commands.send(Command::Message {
+            player,
+            generation,
+            payload,
+        });
     }
 
     /// Tells the room a player's connection dropped: it may resume within the grace.
@@ -430,8 +445,8 @@ impl Rooms {
             closed: CancellationToken::new(),
         };
         map.insert(name, handle.clone());
-        self.metrics.rooms_open.fetch_add(1, Relaxed);
-        let room = Room::new(game, options.tick_rate, options.max_players);
+        self.metrics.rooms_open.inc();
+        let room = Room::new(game, options.tick_rate, options.max_players).named(&options.game);
         let span = info_span!("room", room = %handle.name);
         self.tasks
             .spawn(run_room(Arc::clone(self), handle.clone(), room, rx).instrument(span));
@@ -549,9 +564,10 @@ impl Counts<'_> {
                 .players
                 .fetch_sub((self.last - now) as u64, Relaxed);
         }
+        // By differences: rooms beyond `--max-labelled-rooms` share one gauge.
+        self.room_metrics.players_changed(self.last, now);
         self.last = now;
         self.handle.players.store(now, Relaxed);
-        self.room_metrics.players.store(now as u64, Relaxed);
     }
 }
 
@@ -564,7 +580,8 @@ async fn run_room(
 ) {
     let config = Arc::clone(&rooms.config);
     let metrics = Arc::clone(&rooms.metrics);
-    let room_metrics: Arc<RoomMetrics> = metrics.add_room(Arc::clone(&handle.name));
+    let room_metrics: Arc<RoomMetrics> =
+        metrics.add_room(Arc::clone(&handle.name), config.max_labelled_rooms);
     let mut counts = Counts {
         handle: &handle,
         metrics: &metrics,
@@ -602,6 +619,13 @@ async fn run_room(
                         debug!(player, grace = ?config.reconnect_grace, "player disconnected; avatar kept");
                         room.detach(player, generation, Instant::now().into_std());
                     }
+                    Command::Message { player, generation, payload } => {
+                        if room.generation_of(player) == Some(generation) {
+                            if let Err(refused) = room.message(player, &payload) {
+                                debug!(player, %refused, "game message refused");
+                            }
+                        }
+                    }
                     Command::Close => {
                         info!("room closed");
                         break;
@@ -622,9 +646,9 @@ async fn run_room(
                 }
                 room_metrics.tick_lateness.observe(due.lateness);
                 if due.run > 1 || due.skipped > 0 {
-                    metrics.tick_overruns.fetch_add(1, Relaxed);
-                    room_metrics.tick_overruns.fetch_add(1, Relaxed);
-                    metrics.ticks_skipped.fetch_add(due.skipped, Relaxed);
+                    metrics.tick_overruns.inc();
+                    room_metrics.tick_overruns.inc();
+                    metrics.ticks_skipped.inc_by(due.skipped);
                     debug!(run = due.run, skipped = due.skipped, lateness = ?due.lateness, "tick overrun");
                 }
                 for _ in 1..due.run {
@@ -632,9 +656,9 @@ async fn run_room(
                 }
                 room.tick();
                 handle.tick.store(room.current_tick(), Relaxed);
-                metrics.ticks.fetch_add(u64::from(due.run), Relaxed);
+                metrics.ticks.inc_by(u64::from(due.run));
                 let took = started.elapsed();
-                metrics.tick_nanos.fetch_add(duration_nanos(took), Relaxed);
+                metrics.tick_nanos.inc_by(duration_nanos(took));
                 room_metrics.tick_duration.observe(took);
                 if room.expire(started.into_std(), config.reconnect_grace) > 0 {
                     counts.update(room.player_count());
@@ -653,10 +677,12 @@ async fn run_room(
         }
     }
     rooms.remove_if(&handle, || true);
-    metrics.remove_room(&handle.name, &room_metrics);
-    handle.closed.cancel();
+    // The room and its players are counted out, and its series removed, before its
+    // players see their close: whoever reads the close and then `/metrics` finds them gone.
     counts.update(0);
-    metrics.rooms_open.fetch_sub(1, Relaxed);
+    metrics.remove_room(&handle.name, &room_metrics);
+    metrics.rooms_open.dec();
+    handle.closed.cancel();
     if !rooms.shutdown.is_cancelled() && room.player_count() > 0 {
         warn!(players = room.player_count(), "room ended with players");
     }

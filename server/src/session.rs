@@ -35,6 +35,10 @@ pub struct Limits {
     pub hello_timeout: Duration,
     /// Silence after which the connection is given up.
     pub idle_timeout: Duration,
+    /// Largest `GameMessage` payload.
+    pub max_game_message_bytes: usize,
+    /// Sustained game messages per second, and the burst (on top of the message rate).
+    pub max_game_messages_per_sec: u32,
 }
 
 impl From<&Config> for Limits {
@@ -44,6 +48,8 @@ impl From<&Config> for Limits {
             max_messages_per_sec: config.max_messages_per_sec,
             hello_timeout: config.hello_timeout,
             idle_timeout: config.idle_timeout,
+            max_game_message_bytes: config.max_game_message_bytes,
+            max_game_messages_per_sec: config.max_game_messages_per_sec,
         }
     }
 }
@@ -79,6 +85,8 @@ pub enum Request {
         /// The ping's nonce.
         nonce: u64,
     },
+    /// Hand a game message (within its size and rate limits) to the room's game.
+    Message(Vec<u8>),
 }
 
 /// How the connection ends.
@@ -130,6 +138,7 @@ pub struct Session {
     phase: Phase,
     reassembly: Reassembly,
     bucket: TokenBucket,
+    game_bucket: TokenBucket,
     hello_deadline: Instant,
     /// When the peer was last heard from (any frame at all).
     last_heard: Instant,
@@ -147,6 +156,11 @@ impl Session {
             bucket: TokenBucket::new(
                 limits.max_messages_per_sec,
                 limits.max_messages_per_sec,
+                now,
+            ),
+            game_bucket: TokenBucket::new(
+                limits.max_game_messages_per_sec,
+                limits.max_game_messages_per_sec,
                 now,
             ),
             hello_deadline: now + limits.hello_timeout,
@@ -237,12 +251,16 @@ impl Session {
             Ok(msg) => msg,
             Err(_) => return Err(self.end(End::Server(DisconnectReason::InvalidPayload))),
         };
-        self.handle_message(msg)
+        self.handle_message(now, msg)
             .map_err(|reason| self.end(End::Server(reason)))
     }
 
     /// Applies one decoded message to the protocol state.
-    fn handle_message(&mut self, msg: ClientMsg) -> Result<Option<Request>, DisconnectReason> {
+    fn handle_message(
+        &mut self,
+        now: Instant,
+        msg: ClientMsg,
+    ) -> Result<Option<Request>, DisconnectReason> {
         match (msg, self.phase) {
             (ClientMsg::Hello(hello), Phase::AwaitHello) => {
                 check_hello(&hello, &self.room)?;
@@ -261,6 +279,15 @@ impl Session {
             }
             (ClientMsg::Ping(ping), Phase::Playing) => {
                 Ok(Some(Request::Pong { nonce: ping.nonce }))
+            }
+            (ClientMsg::Message(message), Phase::Playing) => {
+                if message.payload.len() > self.limits.max_game_message_bytes {
+                    return Err(DisconnectReason::MessageTooBig);
+                }
+                if !self.game_bucket.try_take(now) {
+                    return Err(DisconnectReason::RateLimited);
+                }
+                Ok(Some(Request::Message(message.payload)))
             }
             // A second hello, anything but hello first, or anything while joining.
             _ => Err(DisconnectReason::UnexpectedMessage),
@@ -313,6 +340,8 @@ mod tests {
         max_messages_per_sec: 10,
         hello_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(15),
+        max_game_message_bytes: 100,
+        max_game_messages_per_sec: 3,
     };
 
     fn bytes(msg: &ClientMsg) -> Vec<u8> {
@@ -340,7 +369,7 @@ mod tests {
         ClientMsg::Input(Input {
             seq,
             movement,
-            buttons: 0,
+            ..Input::default()
         })
     }
 
@@ -371,7 +400,7 @@ mod tests {
             Ok(Some(Request::Input(Input {
                 seq: 3,
                 movement: Vec2::X,
-                buttons: 0
+                ..Input::default()
             })))
         );
         assert_eq!(
@@ -627,6 +656,40 @@ mod tests {
         assert_eq!(
             s.handle_frame(t0, FrameIn::Close(&[0x03, 0xE8, 0xC3])),
             Err(End::Server(DisconnectReason::InvalidPayload))
+        );
+    }
+
+    #[test]
+    fn game_messages_are_size_and_rate_limited() {
+        let t0 = Instant::now();
+        let message = |len: usize| {
+            bytes(&ClientMsg::Message(tickcast_shared::GameMessage {
+                payload: vec![7; len],
+            }))
+        };
+        let mut s = playing(t0);
+        assert_eq!(
+            s.handle_frame(t0, binary(&message(100))),
+            Ok(Some(Request::Message(vec![7; 100])))
+        );
+        // Three per second, a burst of three: the fourth at once is too many, though
+        // the connection's general rate (ten) has room.
+        s.handle_frame(t0, binary(&message(1))).expect("second");
+        s.handle_frame(t0, binary(&message(1))).expect("third");
+        assert_eq!(
+            server_end(s.handle_frame(t0, binary(&message(1)))),
+            DisconnectReason::RateLimited
+        );
+        let mut s = playing(t0);
+        assert_eq!(
+            server_end(s.handle_frame(t0, binary(&message(101)))),
+            DisconnectReason::MessageTooBig
+        );
+        // Before joining, a game message is out of order like any other.
+        let mut s = Session::new("lobby", LIMITS, t0);
+        assert_eq!(
+            server_end(s.handle_frame(t0, binary(&message(1)))),
+            DisconnectReason::UnexpectedMessage
         );
     }
 }

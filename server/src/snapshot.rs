@@ -276,6 +276,7 @@ mod tests {
                 kind: EntityKind::Npc,
                 pos,
                 vel,
+                fields: Default::default(),
             })
             .collect();
         Arc::new(WorldFrame::new(tick, e))

@@ -66,7 +66,7 @@ pub async fn start(config: Config) -> TestServer {
     }
 }
 
-/// Opens a WebSocket with tokio-tungstenite, offering `tickcast.v1` unless `protocol`
+/// Opens a WebSocket with tokio-tungstenite, offering `tickcast.v2` unless `protocol`
 /// says otherwise, with an optional Origin.
 pub async fn connect_with(
     url: &str,
@@ -85,7 +85,7 @@ pub async fn connect_with(
     let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
         .await
         .expect("connect timed out")?;
-    // Whatever was offered ("chat.v2, tickcast.v1" included), an accepted upgrade must
+    // Whatever was offered ("chat.v2, tickcast.v2" included), an accepted upgrade must
     // name exactly the one protocol the server speaks: not the whole offer, not another
     // entry of it, and not nothing.
     let echoed = response
@@ -114,7 +114,7 @@ pub fn refused_status(err: &tungstenite::Error) -> u16 {
     }
 }
 
-/// The HTTP status a handshake to `url` (offering `tickcast.v1`) is refused with.
+/// The HTTP status a handshake to `url` (offering `tickcast.v2`) is refused with.
 /// Panics if the upgrade succeeds.
 pub async fn refused(url: &str) -> u16 {
     match connect_with(url, Some(SUBPROTOCOL), None).await {

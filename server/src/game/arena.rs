@@ -12,7 +12,7 @@ use glam::Vec2;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use tickcast_shared::{EntityKind, EntityState, Input};
 
-use super::{snap_step, EntityId, Game, DEFAULT_POS_QUANTUM};
+use super::{snap_step, EntityId, Events, Game, PlayerId, DEFAULT_POS_QUANTUM};
 
 /// Avatar speed at full input, in units per second.
 pub const AVATAR_SPEED: f32 = 100.0;
@@ -116,13 +116,14 @@ fn bounce(pos: &mut f32, vel: &mut f32, max: f32) {
 }
 
 impl Game for Arena {
-    fn spawn_player(&mut self) -> EntityId {
+    fn spawn_player(&mut self, _player: PlayerId) -> EntityId {
         let id = self.next_id;
         self.next_id += 1;
-        let pos = Vec2::new(
+        // On the grid like the NPCs, so the avatar's position is exact from the start.
+        let pos = on_grid(Vec2::new(
             self.rng.random_range(0.0..self.size.x),
             self.rng.random_range(0.0..self.size.y),
-        );
+        ));
         self.bodies.push(Body {
             id,
             kind: EntityKind::Avatar,
@@ -144,7 +145,7 @@ impl Game for Arena {
         }
     }
 
-    fn step(&mut self, dt: f32) {
+    fn step(&mut self, dt: f32, _events: &mut Events) {
         let max = self.size;
         for b in &mut self.bodies {
             b.pos += snap_step(b.vel, dt, DEFAULT_POS_QUANTUM);
@@ -174,12 +175,11 @@ impl Game for Arena {
     }
 
     fn write_state(&self, out: &mut Vec<EntityState>) {
-        out.extend(self.bodies.iter().map(|b| EntityState {
-            id: b.id,
-            kind: b.kind,
-            pos: b.pos,
-            vel: b.vel,
-        }));
+        out.extend(
+            self.bodies
+                .iter()
+                .map(|b| EntityState::new(b.id, b.kind, b.pos, b.vel)),
+        );
     }
 }
 
@@ -226,7 +226,7 @@ mod tests {
         let before = state(&a);
         let mut bounced = vec![false; before.len()];
         for _ in 0..30 * 120 {
-            a.step(1.0 / 30.0);
+            a.step(1.0 / 30.0, &mut Events::default());
             for (i, (b, e)) in before.iter().zip(state(&a)).enumerate() {
                 assert!(e.pos.cmpge(Vec2::ZERO).all() && e.pos.cmple(Vec2::splat(1000.0)).all());
                 // Bouncing flips signs, never the speed.
@@ -250,7 +250,7 @@ mod tests {
         let mut before = quantized(&a);
         let mut predictable = 0;
         for _ in 0..300 {
-            a.step(1.0 / 30.0);
+            a.step(1.0 / 30.0, &mut Events::default());
             let after = quantized(&a);
             for (b, e) in before.iter().zip(&after) {
                 let on_grid = |v: f32| (v / DEFAULT_POS_QUANTUM).fract() == 0.0;
@@ -276,7 +276,7 @@ mod tests {
             npcs: 3,
             ..Default::default()
         });
-        let id = a.spawn_player();
+        let id = a.spawn_player(1);
         assert_eq!(id, 3);
         let start = a.position(id).unwrap();
         a.apply_input(
@@ -285,9 +285,10 @@ mod tests {
                 seq: 1,
                 movement: Vec2::new(2.0, 0.0),
                 buttons: 0,
+                payload: Default::default(),
             },
         );
-        a.step(0.1);
+        a.step(0.1, &mut Events::default());
         let moved = a.position(id).unwrap() - start;
         let expected = (1000.0 - start.x).min(10.0);
         assert!(
@@ -295,7 +296,7 @@ mod tests {
             "clamped to unit length: {moved}"
         );
         for _ in 0..200 {
-            a.step(0.1);
+            a.step(0.1, &mut Events::default());
         }
         assert_eq!(a.position(id).unwrap().x, 1000.0);
         a.despawn_player(id);

@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +38,20 @@ pub async fn handle(req: Request<Incoming>, ctx: &Arc<ServerCtx>) -> Response<Bo
             "method not allowed on this path".into(),
         )),
     };
-    result.unwrap_or_else(|ApiError(status, message)| json(status, &ErrorBody { error: message }))
+    let mut response = result
+        .unwrap_or_else(|ApiError(status, message)| json(status, &ErrorBody { error: message }));
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        // RFC 9110 section 15.5.6: a 405 lists the methods the resource supports.
+        let allow = match path.as_str() {
+            "/rooms" => "GET, POST",
+            "/matchmake" => "POST",
+            _ => "GET, DELETE",
+        };
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    response
 }
 
 /// An API failure: the status and the message of the JSON error body.

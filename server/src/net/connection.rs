@@ -36,8 +36,8 @@ use tracing::{debug, debug_span, field, Instrument, Span};
 use crate::room::{InputInbox, PlayerId};
 use crate::rooms::{JoinRefused, RoomHandle, Seat};
 use crate::session::{End, FrameIn, Limits, Request, Session};
-use crate::slot::{slot, SlotReceiver, SlotSender};
-use crate::snapshot::{PlayerSnapshot, SnapshotEncoder};
+use crate::slot::{slot, Delivery, SlotReceiver, SlotSender};
+use crate::snapshot::SnapshotEncoder;
 use crate::ServerCtx;
 
 type Io = TokioIo<Upgraded>;
@@ -135,7 +135,7 @@ pub async fn serve(
     // of the server at a thousand players) costs nothing.
     let span = debug_span!("conn", %peer, room = %room, player = field::Empty);
     async move {
-        ctx.metrics.connections_total.fetch_add(1, Relaxed);
+        ctx.metrics.connections_total.inc();
         let (mut rx, tx) = ws.split(tokio::io::split);
         // Closes are handled here so the reply carries our code; pongs stay automatic and
         // are forwarded to the writer by the reader's send function.
@@ -147,7 +147,7 @@ pub async fn serve(
             token: ctx.shutdown.child_token(),
         });
         let (out_tx, out_rx) = mpsc::channel(ctx.config.reliable_queue.max(1));
-        let (slot_tx, slot_rx) = slot();
+        let (slot_tx, slot_rx) = slot(ctx.config.reliable_queue);
 
         let reader = tokio::spawn(
             read_loop(
@@ -169,15 +169,6 @@ pub async fn serve(
             abort.abort();
         }
         let cause = closer.cause();
-        match cause {
-            Cause::Server(reason) => ctx.metrics.count_close(reason),
-            Cause::Peer(code) => {
-                if let Some(reason) = code.and_then(DisconnectReason::from_code) {
-                    ctx.metrics.count_close(reason);
-                }
-            }
-            Cause::Gone => {}
-        }
         ctx.metrics.connections_open.fetch_sub(1, Relaxed);
         debug!(?cause, "connection closed");
     }
@@ -239,12 +230,12 @@ async fn read_loop(
             Ok(None) => continue,
             Err(end) => {
                 if end.is_rejection() {
-                    ctx.metrics.inputs_rejected.fetch_add(1, Relaxed);
+                    ctx.metrics.inputs_rejected.inc();
                 }
                 break Cause::from(end);
             }
         };
-        ctx.metrics.messages_received.fetch_add(1, Relaxed);
+        ctx.metrics.messages_received.inc();
         let done = carry_out(
             request,
             &mut session,
@@ -259,6 +250,21 @@ async fn read_loop(
         }
     };
     closer.close(cause);
+    // Leave (or detach from) the room now: the player is gone whatever the drain below
+    // waits for.
+    drop(member);
+    if matches!(cause, Cause::Server(_)) {
+        // Read on, discarding, until the peer answers our close or goes away. Closing a
+        // socket with unread bytes in it makes the kernel send a reset, which destroys
+        // what is still queued for the peer (our close frame among it) before the peer
+        // reads it: a client that kept sending inputs would never learn why it was
+        // closed. `serve` bounds this wait by the close linger.
+        while let Ok(frame) = rx.read_frame(&mut send_fn).await {
+            if frame.opcode == OpCode::Close {
+                break;
+            }
+        }
+    }
 }
 
 fn data_frame(frame: DataFrame, fin: bool, payload: &[u8]) -> FrameIn<'_> {
@@ -319,7 +325,13 @@ async fn carry_out(
         }
         (Request::Input(input), Membered::Inside { inbox, .. }) => {
             inbox.put(input);
-            ctx.metrics.inputs_received.fetch_add(1, Relaxed);
+            ctx.metrics.inputs_received.inc();
+            Ok(())
+        }
+        (Request::Message(payload), Membered::Inside { membership, .. }) => {
+            membership
+                .room
+                .message(membership.player, membership.generation, payload);
             Ok(())
         }
         (Request::Pong { nonce }, Membered::Inside { membership, .. }) => send(
@@ -402,7 +414,7 @@ fn cause_of(e: &WebSocketError) -> Cause {
 /// What the writer does next.
 enum Step {
     Reliable(Outbound),
-    Snapshot(PlayerSnapshot),
+    Room(Delivery),
     Ping,
     Stop,
 }
@@ -434,7 +446,7 @@ async fn write_loop(
             Some(msg) = out.recv() => Step::Reliable(msg),
             // The room may offer a snapshot before the reader has queued the Welcome;
             // a player must see its Welcome first, so snapshots wait for it.
-            snapshot = slot_rx.next(), if welcomed => Step::Snapshot(snapshot),
+            delivery = slot_rx.next(), if welcomed => Step::Room(delivery),
             _ = ping.tick() => Step::Ping,
         };
         buf.clear();
@@ -458,15 +470,20 @@ async fn write_loop(
                 Ok(_) => Frame::binary(Payload::Borrowed(&buf)),
                 Err(_) => break closer.close(Cause::Server(DisconnectReason::InternalError)),
             },
-            Step::Snapshot(s) => {
-                metrics
-                    .snapshots_skipped
-                    .fetch_add(slot_rx.take_skipped(), Relaxed);
-                metrics.snapshots_sent.fetch_add(1, Relaxed);
+            Step::Room(Delivery::Disconnect(reason)) => {
+                break closer.close(Cause::Server(reason));
+            }
+            Step::Room(Delivery::Event(message)) => {
+                buf.extend_from_slice(&message);
+                Frame::binary(Payload::Borrowed(&buf))
+            }
+            Step::Room(Delivery::Snapshot(s)) => {
+                metrics.snapshots_skipped.inc_by(slot_rx.take_skipped());
+                metrics.snapshots_sent.inc();
                 match snapshots.encode(&s, &mut buf) {
                     Ok(encoded) => {
                         if encoded.keyframe {
-                            metrics.keyframes_sent.fetch_add(1, Relaxed);
+                            metrics.keyframes_sent.inc();
                         }
                         Frame::binary(Payload::Borrowed(&buf))
                     }
@@ -478,14 +495,25 @@ async fn write_loop(
         let len = frame.payload.len() as u64;
         match timeout(write_timeout, tx.write_frame(frame)).await {
             Ok(Ok(())) => {
-                metrics.frames_sent.fetch_add(1, Relaxed);
-                metrics.bytes_sent.fetch_add(len, Relaxed);
+                metrics.frames_sent.inc();
+                metrics.bytes_sent.inc_by(len);
             }
-            Ok(Err(_)) | Err(_) => {
-                closer.close(Cause::Gone);
-                return;
+            Ok(Err(_)) | Err(_) => break closer.close(Cause::Gone),
+        }
+    }
+    // Snapshots replaced while the player was not reading are counted even when it
+    // never reads again.
+    metrics.snapshots_skipped.inc_by(slot_rx.take_skipped());
+    // Counted before the close frame goes out, so whoever reads it and then the
+    // metrics finds it counted.
+    match closer.cause() {
+        Cause::Server(reason) => metrics.count_close(reason),
+        Cause::Peer(code) => {
+            if let Some(reason) = code.and_then(DisconnectReason::from_code) {
+                metrics.count_close(reason);
             }
         }
+        Cause::Gone => {}
     }
     let close = match closer.cause() {
         Cause::Server(reason) => Frame::close(reason.code(), reason.reason().as_bytes()),

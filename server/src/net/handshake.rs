@@ -137,18 +137,18 @@ mod tests {
         let none = OriginPolicy::default();
         let r = check(&headers(&[]), None, &none).unwrap_err();
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
-        assert!(r.message.contains("tickcast.v1"));
+        assert!(r.message.contains("tickcast.v2"));
         assert!(check(&headers(&[("sec-websocket-protocol", "chat")]), None, &none).is_err());
         let ok = headers(&[
             ("sec-websocket-protocol", "chat"),
-            ("sec-websocket-protocol", "x, tickcast.v1"),
+            ("sec-websocket-protocol", "x, tickcast.v2"),
         ]);
         assert_eq!(check(&ok, None, &none).unwrap(), "lobby");
     }
 
     #[test]
     fn origin_policy() {
-        let proto = ("sec-websocket-protocol", "tickcast.v1");
+        let proto = ("sec-websocket-protocol", "tickcast.v2");
         let listed = OriginPolicy::new(&["https://game.example/".to_owned()]);
         assert!(
             check(&headers(&[proto]), None, &listed).is_ok(),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, SEC_WEBSOCKET_PROTOCOL};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -44,12 +44,12 @@ pub async fn serve_tls(tls: TlsConfig, stream: TcpStream, peer: SocketAddr, ctx:
         done = handshake => match done {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
-                ctx.metrics.tls_handshakes_failed.fetch_add(1, Relaxed);
+                ctx.metrics.tls_handshakes_failed.inc();
                 debug!(%peer, error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
-                ctx.metrics.tls_handshakes_failed.fetch_add(1, Relaxed);
+                ctx.metrics.tls_handshakes_failed.inc();
                 debug!(%peer, "TLS handshake timed out");
                 return;
             }
@@ -98,7 +98,7 @@ async fn route(
     }
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/ws") => upgrade(req, peer, &ctx).unwrap_or_else(|refusal| {
-            ctx.metrics.handshakes_refused.fetch_add(1, Relaxed);
+            ctx.metrics.handshakes_refused.inc();
             debug!(%peer, status = %refusal.status, reason = %refusal.message, "upgrade refused");
             text(refusal.status, refusal.message)
         }),
@@ -107,16 +107,26 @@ async fn route(
             None => text(StatusCode::OK, "ready"),
             Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
         },
-        (&Method::GET, "/metrics") => {
-            let mut r = text(StatusCode::OK, ctx.metrics.render());
-            r.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            r
-        }
+        (&Method::GET, "/metrics") => match ctx.metrics.render() {
+            Ok(page) => {
+                let mut r = text(StatusCode::OK, page);
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                );
+                r
+            }
+            Err(_) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the metrics could not be encoded",
+            ),
+        },
         (_, "/ws" | "/healthz" | "/readyz" | "/metrics") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "use GET")
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+            // RFC 9110 section 15.5.6: a 405 lists the methods the resource supports.
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET"));
+            r
         }
         _ => text(
             StatusCode::NOT_FOUND,
