@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use hyper::Uri;
 use tickcast_shared::validate::{self, InvalidText};
+use tickcast_shared::websocket::query_param;
 
 /// Bots given to one source address when `--source-addrs` is left to choose: below
 /// Linux's default ephemeral range (32768–60999, 28,232 ports) with room for the
@@ -49,13 +50,12 @@ pub enum PlacementError {
     NoRooms,
 }
 
-/// The `room` query parameter of `url`, if it has a non-empty one.
+/// The `room` query parameter of `url`, if it has a non-empty one. Read with the same
+/// [`query_param`] as the connection reads the room it asks for, so both agree: the
+/// first `room=` counts, and an empty first one means no room.
 pub fn url_room(url: &str) -> Option<&str> {
-    let (_, query) = url.split_once('?')?;
-    query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("room="))
-        .filter(|room| !room.is_empty())
+    let query = url.split_once('?').map(|(_, query)| query);
+    query_param(query, "room").filter(|room| !room.is_empty())
 }
 
 /// `url` with its `room` query parameter set to `room`: the first `room=` is replaced
@@ -224,6 +224,10 @@ mod tests {
     fn url_room_reads_the_first_room_parameter() {
         assert_eq!(url_room("ws://h/ws?x=1&room=arena&room=b"), Some("arena"));
         assert_eq!(url_room("ws://h/ws?room="), None);
+        // The first `room=` decides, even when empty; a bare `room` or a longer name
+        // is not it.
+        assert_eq!(url_room("ws://h/ws?room=&room=b"), None);
+        assert_eq!(url_room("ws://h/ws?room&roomy=x&room=a"), Some("a"));
         assert_eq!(url_room("ws://h/ws"), None);
     }
 

@@ -7,269 +7,35 @@
 //! JSON for machines ([`serde::Serialize`]) and as a short text for people
 //! ([`Report::summary`]).
 //!
-//! Bots scale out as several processes, each writing its own JSON report; [`merge`]
+//! Bots scale out as several processes, each writing its own JSON report; [`merge()`]
 //! combines them. Percentiles cannot be averaged (the p99 of two runs is not the mean
 //! of their p99s), so the JSON carries the histograms themselves, in HdrHistogram's
 //! portable V2 + DEFLATE encoding as base64 text, and the merge adds the histograms and
 //! reads the percentiles again. Counters are summed and rates recomputed from the
 //! summed totals, weighted by each bot's connected time.
+//!
+//! The parts, by job: `histograms` (the latency histograms, recording into them, and
+//! their text form in a report), `totals` (the counters), this file (the [`Report`]
+//! itself, its percentiles and its text), and `merge` (combining several processes'
+//! reports).
+
+mod histograms;
+mod merge;
+mod totals;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
-use hdrhistogram::serialization::{
-    DeserializeError, Deserializer, Serializer as _, V2DeflateSerializeError, V2DeflateSerializer,
-};
-use hdrhistogram::{AdditionError, Histogram};
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-/// Largest latency a histogram tells apart; longer ones are recorded as this. A
-/// minute is far beyond any latency worth resolving, and the bound keeps each
-/// histogram at about 140 KB.
-pub const HISTOGRAM_MAX_MICROS: u64 = 60_000_000;
-
-/// Significant decimal digits kept by the histograms (0.1% relative error).
-pub const HISTOGRAM_SIGFIG: u8 = 3;
-
-/// Longest base64 text accepted for one serialized histogram. A histogram of this
-/// crate's range compresses to a few KiB; the bound keeps a corrupt or hostile report
-/// file from making the merge decode megabytes.
-pub const MAX_ENCODED_HISTOGRAM: usize = 1 << 20;
-
-/// The latency distributions of a run, in microseconds.
-#[derive(Debug, Clone)]
-pub struct Histograms {
-    /// Ping to pong.
-    pub rtt: Histogram<u64>,
-    /// Time between consecutive snapshots of one bot (jitter shows as spread around
-    /// `1 / tick_rate`).
-    pub snapshot_gap: Histogram<u64>,
-    /// Input sent to first snapshot acknowledging it.
-    pub input_ack: Histogram<u64>,
-    /// TCP connect to `Welcome`.
-    pub connect: Histogram<u64>,
-}
-
-impl Default for Histograms {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Histograms {
-    /// Empty histograms, 1 µs to [`HISTOGRAM_MAX_MICROS`].
-    pub fn new() -> Self {
-        Self {
-            rtt: new_histogram(),
-            snapshot_gap: new_histogram(),
-            input_ack: new_histogram(),
-            connect: new_histogram(),
-        }
-    }
-
-    /// Adds every sample of `other` into `self`.
-    pub fn merge(&mut self, other: &Histograms) {
-        for (into, from) in [
-            (&mut self.rtt, &other.rtt),
-            (&mut self.snapshot_gap, &other.snapshot_gap),
-            (&mut self.input_ack, &other.input_ack),
-            (&mut self.connect, &other.connect),
-        ] {
-            // Cannot fail: both sides were made by `new_histogram` with the same bounds.
-            if let Err(e) = into.add(from) {
-                tracing::warn!(error = %e, "histogram merge failed");
-            }
-        }
-    }
-
-    /// Serializes every histogram for the JSON report.
-    ///
-    /// # Errors
-    /// [`HistogramCodecError::Serialize`] if the encoder fails (it writes to memory,
-    /// so only on a bug or an absurd histogram).
-    pub fn encode(&self) -> Result<SerializedHistograms, HistogramCodecError> {
-        Ok(SerializedHistograms {
-            rtt: encode_histogram(&self.rtt)?,
-            snapshot_gap: encode_histogram(&self.snapshot_gap)?,
-            input_ack: encode_histogram(&self.input_ack)?,
-            connect: encode_histogram(&self.connect)?,
-        })
-    }
-}
-
-/// The histograms of a [`Report`], each as base64 of HdrHistogram's V2 + DEFLATE
-/// encoding: the format every HdrHistogram implementation (Java, Go, Rust, ...) reads,
-/// so a report's raw distributions can be loaded by other tools as well.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SerializedHistograms {
-    /// [`Histograms::rtt`].
-    pub rtt: String,
-    /// [`Histograms::snapshot_gap`].
-    pub snapshot_gap: String,
-    /// [`Histograms::input_ack`].
-    pub input_ack: String,
-    /// [`Histograms::connect`].
-    pub connect: String,
-}
-
-impl SerializedHistograms {
-    /// Decodes every histogram into the bounds of [`Histograms::new`].
-    ///
-    /// # Errors
-    /// [`HistogramCodecError`] naming what was wrong; the first failing histogram's
-    /// name is returned alongside.
-    pub fn decode(&self) -> Result<Histograms, (&'static str, HistogramCodecError)> {
-        let mut out = Histograms::new();
-        for (name, into, text) in [
-            ("rtt", &mut out.rtt, &self.rtt),
-            ("snapshot_gap", &mut out.snapshot_gap, &self.snapshot_gap),
-            ("input_ack", &mut out.input_ack, &self.input_ack),
-            ("connect", &mut out.connect, &self.connect),
-        ] {
-            let decoded = decode_histogram(text).map_err(|e| (name, e))?;
-            // Adding into our own bounds, rather than keeping the decoded histogram,
-            // means every merged histogram has the same layout whatever wrote it.
-            into.add(&decoded)
-                .map_err(|e| (name, HistogramCodecError::Range(e)))?;
-        }
-        Ok(out)
-    }
-}
-
-/// Why a histogram could not be written to or read from a report.
-#[derive(Debug, thiserror::Error)]
-pub enum HistogramCodecError {
-    /// The V2 + DEFLATE encoder failed.
-    #[error("serialize: {0}")]
-    Serialize(#[from] V2DeflateSerializeError),
-    /// The text is longer than [`MAX_ENCODED_HISTOGRAM`].
-    #[error("{len} bytes of base64 exceed the limit of {max}")]
-    TooLong {
-        /// Length of the text.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// The text is not base64.
-    #[error("base64: {0}")]
-    Base64(#[from] base64::DecodeError),
-    /// The bytes are not an HdrHistogram V2 (optionally compressed) encoding.
-    #[error("deserialize: {0}")]
-    Deserialize(#[from] DeserializeError),
-    /// The histogram holds values beyond [`HISTOGRAM_MAX_MICROS`].
-    #[error("values out of range: {0:?}")]
-    Range(AdditionError),
-}
-
-/// One histogram as base64 of its V2 + DEFLATE encoding.
-///
-/// # Errors
-/// [`HistogramCodecError::Serialize`] if the encoder fails.
-pub fn encode_histogram(h: &Histogram<u64>) -> Result<String, HistogramCodecError> {
-    let mut bytes = Vec::new();
-    V2DeflateSerializer::new().serialize(h, &mut bytes)?;
-    Ok(BASE64.encode(bytes))
-}
-
-/// Reads back what [`encode_histogram`] wrote (uncompressed V2 is accepted too).
-///
-/// # Errors
-/// [`HistogramCodecError`]: too long, not base64, or not a histogram.
-pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, HistogramCodecError> {
-    if text.len() > MAX_ENCODED_HISTOGRAM {
-        return Err(HistogramCodecError::TooLong {
-            len: text.len(),
-            max: MAX_ENCODED_HISTOGRAM,
-        });
-    }
-    let bytes = BASE64.decode(text.trim())?;
-    Ok(Deserializer::new().deserialize(&mut bytes.as_slice())?)
-}
-
-/// Records `d` in microseconds, clamped into the histogram's range.
-pub fn record(histogram: &mut Histogram<u64>, d: Duration) {
-    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-    histogram.saturating_record(micros.max(1));
-}
-
-/// An empty latency histogram: microseconds, 1 µs to [`HISTOGRAM_MAX_MICROS`],
-/// [`HISTOGRAM_SIGFIG`] digits. Every histogram of a run has these bounds, which is
-/// what makes adding them infallible.
-pub fn new_histogram() -> Histogram<u64> {
-    // Only fails for invalid bounds (low < 1, high < 2 * low, sigfig > 5): these
-    // constants are valid, and a test below builds them.
-    #[allow(clippy::expect_used)]
-    Histogram::new_with_bounds(1, HISTOGRAM_MAX_MICROS, HISTOGRAM_SIGFIG)
-        .expect("constant histogram bounds are valid")
-}
-
-/// Counters added up over bots.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Totals {
-    /// Bots that received a `Welcome`.
-    pub bots_connected: u64,
-    /// Bots whose connect failed.
-    pub bots_failed: u64,
-    /// Connected bots that the server closed, or that lost their connection, before
-    /// the end of the run.
-    pub bots_disconnected: u64,
-    /// Sum over connected bots of the time from `Welcome` to the end of their run.
-    pub connected_time: Duration,
-    /// Snapshots received.
-    pub snapshots_received: u64,
-    /// Ticks skipped between consecutive snapshots.
-    pub snapshots_missed: u64,
-    /// WebSocket payload bytes received.
-    pub bytes_received: u64,
-    /// What the snapshots would have weighed as naive full snapshots.
-    pub naive_bytes: u64,
-    /// Inputs sent.
-    pub inputs_sent: u64,
-    /// Pings sent.
-    pub pings_sent: u64,
-    /// Times a bot lost its connection and the server resumed its player on a new one.
-    pub reconnects: u64,
-    /// Close codes received from the server, by code.
-    pub close_codes: BTreeMap<u16, u64>,
-    /// Failures by [`crate::ClientError::kind`], prefixed with the stage (`"connect: "`).
-    pub errors: BTreeMap<String, u64>,
-}
-
-impl Totals {
-    /// Adds `other` into `self`.
-    pub fn merge(&mut self, other: &Totals) {
-        self.bots_connected += other.bots_connected;
-        self.bots_failed += other.bots_failed;
-        self.bots_disconnected += other.bots_disconnected;
-        self.connected_time += other.connected_time;
-        self.snapshots_received += other.snapshots_received;
-        self.snapshots_missed += other.snapshots_missed;
-        self.bytes_received += other.bytes_received;
-        self.naive_bytes += other.naive_bytes;
-        self.inputs_sent += other.inputs_sent;
-        self.pings_sent += other.pings_sent;
-        self.reconnects += other.reconnects;
-        for (code, n) in &other.close_codes {
-            *self.close_codes.entry(*code).or_default() += n;
-        }
-        for (kind, n) in &other.errors {
-            *self.errors.entry(kind.clone()).or_default() += n;
-        }
-    }
-
-    /// Counts one close code received.
-    pub fn close_code(&mut self, code: u16) {
-        *self.close_codes.entry(code).or_default() += 1;
-    }
-
-    /// Counts one failure.
-    pub fn error(&mut self, kind: impl Into<String>) {
-        *self.errors.entry(kind.into()).or_default() += 1;
-    }
-}
+pub use histograms::{
+    decode_histogram, encode_histogram, new_histogram, record, HistogramCodecError, Histograms,
+    SerializedHistograms, HISTOGRAM_MAX_MICROS, HISTOGRAM_SIGFIG, MAX_ENCODED_HISTOGRAM,
+};
+pub use merge::{merge, MergeError};
+pub use totals::Totals;
 
 /// p50, p99 and max of one latency, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -348,6 +114,9 @@ pub struct Report {
     /// reconnections are in `errors`: `session expired`, `reconnect gave up: ...`).
     #[serde(default)]
     pub reconnects: u64,
+    /// Game events received by all bots (reliable messages from the room's game).
+    #[serde(default)]
+    pub game_events: u64,
     /// Pings sent by all bots.
     #[serde(default)]
     pub pings_sent: u64,
@@ -421,6 +190,7 @@ impl Report {
                 .collect(),
             errors: totals.errors.clone(),
             reconnects: totals.reconnects,
+            game_events: totals.game_events,
             pings_sent: totals.pings_sent,
             naive_bytes: totals.naive_bytes,
             connected_bot_s: bot_secs,
@@ -470,6 +240,7 @@ impl Report {
             inputs_sent: self.inputs_sent,
             pings_sent: self.pings_sent,
             reconnects: self.reconnects,
+            game_events: self.game_events,
             close_codes,
             errors: self.errors.clone(),
         })
@@ -489,7 +260,7 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "  run         {} room{}, behaviour {}, {} reconnects",
+            "  run         {} room{}, behaviour {}, {} reconnects, {} game events",
             self.rooms,
             if self.rooms == 1 { "" } else { "s" },
             if self.behaviour.is_empty() {
@@ -497,7 +268,8 @@ impl fmt::Display for Report {
             } else {
                 &self.behaviour
             },
-            self.reconnects
+            self.reconnects,
+            self.game_events
         )?;
         writeln!(
             f,
@@ -541,125 +313,6 @@ impl fmt::Display for Report {
     }
 }
 
-/// Why reports could not be merged. `index` is the position of the offending report
-/// in the list given to [`merge`].
-#[derive(Debug, thiserror::Error)]
-pub enum MergeError {
-    /// The list was empty.
-    #[error("no reports to merge")]
-    Empty,
-    /// A report without histograms (from an older tickcast-bots): its percentiles
-    /// cannot be combined with anything.
-    #[error("report {index} has no histograms (written by an older tickcast-bots?)")]
-    NoHistograms {
-        /// Which report.
-        index: usize,
-    },
-    /// A histogram of a report could not be decoded.
-    #[error("report {index}: histogram {name}: {source}")]
-    Histogram {
-        /// Which report.
-        index: usize,
-        /// Which histogram (`rtt`, `connect`, ...).
-        name: &'static str,
-        /// What was wrong with it.
-        source: HistogramCodecError,
-    },
-    /// A close code key that is not a number.
-    #[error("report {index}: close code {code:?} is not a number")]
-    BadCloseCode {
-        /// Which report.
-        index: usize,
-        /// The key as written.
-        code: String,
-    },
-    /// A `connected_bot_s` that is negative, not finite or too large.
-    #[error("report {index}: connected_bot_s {value} is not a duration")]
-    BadConnectedTime {
-        /// Which report.
-        index: usize,
-        /// The value as written.
-        value: f64,
-    },
-}
-
-impl MergeError {
-    /// Position of the report at fault in the list given to [`merge`], if one is.
-    pub fn index(&self) -> Option<usize> {
-        match self {
-            Self::Empty => None,
-            Self::NoHistograms { index }
-            | Self::Histogram { index, .. }
-            | Self::BadCloseCode { index, .. }
-            | Self::BadConnectedTime { index, .. } => Some(*index),
-        }
-    }
-}
-
-/// Combines the reports of several `tickcast-bots` processes into one, as if one
-/// process had run all their bots: counters and bots are summed, histograms are added
-/// and their percentiles read again, rates are recomputed from the summed totals
-/// (per second of summed connected bot time), and the duration is the longest run's
-/// (the processes are assumed to run side by side).
-///
-/// # Errors
-/// [`MergeError`] for an empty list, a report without histograms, or a field this
-/// tool would not have written.
-pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
-    if reports.is_empty() {
-        return Err(MergeError::Empty);
-    }
-    let mut totals = Totals::default();
-    let mut histograms = Histograms::new();
-    let mut bots_requested = 0;
-    let mut duration_s = 0.0f64;
-    let mut rooms = 1;
-    let mut processes = 0;
-    let mut urls: Vec<&str> = Vec::new();
-    let mut behaviours: Vec<&str> = Vec::new();
-    for (index, report) in reports.iter().enumerate() {
-        let encoded = report
-            .histograms
-            .as_ref()
-            .ok_or(MergeError::NoHistograms { index })?;
-        let decoded = encoded
-            .decode()
-            .map_err(|(name, source)| MergeError::Histogram {
-                index,
-                name,
-                source,
-            })?;
-        histograms.merge(&decoded);
-        totals.merge(&report.totals(index)?);
-        bots_requested += report.bots_requested;
-        if report.duration_s.is_finite() {
-            duration_s = duration_s.max(report.duration_s);
-        }
-        rooms = rooms.max(report.rooms);
-        processes += report.processes.max(1);
-        push_distinct(&mut urls, &report.url);
-        push_distinct(&mut behaviours, &report.behaviour);
-    }
-    let mut merged = Report::new(
-        &urls.join(", "),
-        bots_requested,
-        Duration::try_from_secs_f64(duration_s).unwrap_or_default(),
-        &totals,
-        &histograms,
-    );
-    merged.rooms = rooms;
-    merged.behaviour = behaviours.join(",");
-    merged.processes = processes;
-    Ok(merged)
-}
-
-/// Appends `item` unless it is empty or already listed, keeping first-seen order.
-fn push_distinct<'a>(list: &mut Vec<&'a str>, item: &'a str) {
-    if !item.is_empty() && !list.contains(&item) {
-        list.push(item);
-    }
-}
-
 fn write_counts(f: &mut fmt::Formatter<'_>, counts: &BTreeMap<String, u64>) -> fmt::Result {
     if counts.is_empty() {
         return writeln!(f, " none");
@@ -674,41 +327,13 @@ fn write_counts(f: &mut fmt::Formatter<'_>, counts: &BTreeMap<String, u64>) -> f
 mod tests {
     use super::*;
 
-    fn ms(n: u64) -> Duration {
+    /// `n` milliseconds (the merge tests use it too).
+    pub(super) fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
 
-    #[test]
-    fn merged_histograms_give_percentiles_of_all_samples() {
-        let mut a = Histograms::new();
-        let mut b = Histograms::new();
-        for i in 1..=50 {
-            record(&mut a.rtt, ms(i));
-        }
-        for i in 51..=100 {
-            record(&mut b.rtt, ms(i));
-        }
-        a.merge(&b);
-        let p = Percentiles::from_micros(&a.rtt);
-        assert_eq!(p.count, 100);
-        // 3 significant digits: within 0.1%.
-        assert!((p.p50 - 50.0).abs() < 0.1, "{p:?}");
-        assert!((p.p99 - 99.0).abs() < 0.1, "{p:?}");
-        assert!((p.max - 100.0).abs() < 0.1, "{p:?}");
-    }
-
-    #[test]
-    fn out_of_range_samples_are_clamped() {
-        let mut h = Histograms::new();
-        record(&mut h.connect, Duration::ZERO);
-        record(&mut h.connect, Duration::from_secs(3600));
-        let p = Percentiles::from_micros(&h.connect);
-        assert_eq!(p.count, 2);
-        assert!(p.max <= 60_100.0 && p.max >= 59_900.0, "{p:?}");
-        assert_eq!(Percentiles::from_micros(&h.rtt), Percentiles::default());
-    }
-
-    fn sample() -> Report {
+    /// A small report of one process, with known counters (the merge tests use it too).
+    pub(super) fn sample() -> Report {
         let mut totals = Totals {
             bots_connected: 2,
             bots_failed: 1,
@@ -785,167 +410,6 @@ mod tests {
         // And it reads back.
         let back: Report = serde_json::from_value(v).expect("deserialize");
         assert_eq!(back, sample());
-    }
-
-    #[test]
-    fn histograms_survive_serialization() {
-        let mut h = Histograms::new();
-        for i in 1..=1000 {
-            record(&mut h.rtt, Duration::from_micros(i * 37));
-            record(&mut h.connect, ms(i % 50 + 1));
-        }
-        record(&mut h.input_ack, Duration::from_secs(3600)); // clamped to the max
-        let encoded = h.encode().expect("encode");
-        // Compressed: far smaller than the ~140 KB of counts in memory.
-        assert!(encoded.rtt.len() < 8 * 1024, "{}", encoded.rtt.len());
-        let back = encoded.decode().expect("decode");
-        for (a, b) in [
-            (&h.rtt, &back.rtt),
-            (&h.snapshot_gap, &back.snapshot_gap),
-            (&h.input_ack, &back.input_ack),
-            (&h.connect, &back.connect),
-        ] {
-            assert_eq!(a, b);
-            assert_eq!(Percentiles::from_micros(a), Percentiles::from_micros(b));
-        }
-        // Through JSON too, as a report carries them.
-        let json = serde_json::to_string(&encoded).expect("json");
-        let again: SerializedHistograms = serde_json::from_str(&json).expect("json back");
-        assert_eq!(again, encoded);
-    }
-
-    #[test]
-    fn corrupt_histograms_are_typed_errors() {
-        assert!(matches!(
-            decode_histogram("not base64!"),
-            Err(HistogramCodecError::Base64(_))
-        ));
-        assert!(matches!(
-            decode_histogram(&BASE64.encode(b"not a histogram")),
-            Err(HistogramCodecError::Deserialize(_))
-        ));
-        assert!(matches!(
-            decode_histogram(&"A".repeat(MAX_ENCODED_HISTOGRAM + 4)),
-            Err(HistogramCodecError::TooLong { .. })
-        ));
-        // A histogram with a wider range than ours, holding a value beyond it.
-        let mut wide =
-            Histogram::<u64>::new_with_bounds(1, HISTOGRAM_MAX_MICROS * 10, 3).expect("bounds");
-        wide.record(HISTOGRAM_MAX_MICROS * 5).expect("record");
-        let mut encoded = Histograms::new().encode().expect("encode");
-        encoded.connect = encode_histogram(&wide).expect("encode");
-        assert!(matches!(
-            encoded.decode(),
-            Err(("connect", HistogramCodecError::Range(_)))
-        ));
-    }
-
-    /// A report of one process whose bots measured `samples` (ms) for every latency.
-    fn process_report(
-        samples: std::ops::RangeInclusive<u64>,
-        secs: u64,
-        code: u16,
-    ) -> (Totals, Histograms) {
-        let mut h = Histograms::new();
-        for i in samples.clone() {
-            record(&mut h.rtt, ms(i));
-            record(&mut h.snapshot_gap, ms(i % 40 + 1));
-            record(&mut h.input_ack, ms(i * 3));
-            record(&mut h.connect, ms(i * 7));
-        }
-        let n = samples.count() as u64;
-        let mut totals = Totals {
-            bots_connected: n,
-            bots_failed: 1,
-            connected_time: Duration::from_secs(secs),
-            snapshots_received: 30 * secs,
-            snapshots_missed: n,
-            bytes_received: 1000 * secs,
-            naive_bytes: 4000 * secs,
-            inputs_sent: 30 * secs,
-            pings_sent: secs,
-            ..Totals::default()
-        };
-        totals.close_code(code);
-        totals.error("connect: http 409");
-        (totals, h)
-    }
-
-    #[test]
-    fn merging_reports_equals_one_report_over_all_samples() {
-        let url = "ws://127.0.0.1:1/ws";
-        let (ta, ha) = process_report(1..=50, 20, 1000);
-        let (tb, hb) = process_report(51..=300, 60, 4003);
-        let a = Report::new(url, 60, Duration::from_secs(30), &ta, &ha);
-        let b = Report::new(url, 260, Duration::from_secs(31), &tb, &hb);
-        // Through JSON, as files between processes.
-        let read = |r: &Report| -> Report {
-            serde_json::from_str(&serde_json::to_string(r).expect("write")).expect("read")
-        };
-        let merged = merge(&[read(&a), read(&b)]).expect("merge");
-
-        let mut all_totals = ta.clone();
-        all_totals.merge(&tb);
-        let mut all_h = ha.clone();
-        all_h.merge(&hb);
-        let mut one = Report::new(url, 320, Duration::from_secs(31), &all_totals, &all_h);
-        assert_eq!(merged.processes, 2);
-        one.processes = 2;
-        assert_eq!(merged, one);
-
-        // And the figures are those of all samples, not an average of the two p99s.
-        assert_eq!(merged.rtt_ms.count, 300);
-        assert!(
-            (merged.rtt_ms.p99 - 297.0).abs() < 0.3,
-            "{:?}",
-            merged.rtt_ms
-        );
-        let averaged = (a.rtt_ms.p99 + b.rtt_ms.p99) / 2.0;
-        assert!((merged.rtt_ms.p99 - averaged).abs() > 50.0);
-        // Rates from summed totals: 30 snapshots per bot-second on both sides.
-        assert_eq!(merged.snapshots_per_bot_per_s, 30.0);
-        assert_eq!(merged.bytes_per_bot_per_s, 1000.0);
-        assert_eq!(merged.bots_failed, 2);
-        assert_eq!(merged.errors.get("connect: http 409"), Some(&2));
-        assert_eq!(merged.close_codes.get("1000"), Some(&1));
-        assert_eq!(merged.close_codes.get("4003"), Some(&1));
-        assert_eq!(merged.snapshots_missed, 300);
-        assert_eq!(merged.duration_s, 31.0);
-        assert!(merged.summary().contains("merged      2 processes"));
-    }
-
-    #[test]
-    fn merge_refuses_what_it_cannot_merge() {
-        assert!(matches!(merge(&[]), Err(MergeError::Empty)));
-        // A report of an older version: no histograms, none of the new fields.
-        let mut v = serde_json::to_value(sample()).expect("json");
-        for key in [
-            "histograms",
-            "reconnects",
-            "connected_bot_s",
-            "rooms",
-            "processes",
-        ] {
-            v.as_object_mut().expect("object").remove(key);
-        }
-        let old: Report = serde_json::from_value(v).expect("old reports still parse");
-        assert_eq!((old.rooms, old.processes, old.reconnects), (1, 1, 0));
-        assert!(matches!(
-            merge(&[sample(), old]),
-            Err(MergeError::NoHistograms { index: 1 })
-        ));
-        let mut bad = sample();
-        bad.close_codes.insert("bye".into(), 1);
-        assert!(matches!(
-            merge(&[bad]),
-            Err(MergeError::BadCloseCode { index: 0, .. })
-        ));
-        let mut bad = sample();
-        bad.connected_bot_s = -1.0;
-        assert!(matches!(
-            merge(&[bad]),
-            Err(MergeError::BadConnectedTime { index: 0, .. })
-        ));
     }
 
     #[test]
