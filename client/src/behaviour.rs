@@ -16,7 +16,10 @@
 //! - [`BehaviourKind::Circle`] turns at a constant rate: bounded motion that stays in
 //!   one area, and the worst case for deltas, since every avatar changes every tick.
 //! - [`BehaviourKind::Chase`] steers toward the nearest other avatar, so avatars bunch
-//!   up: the worst case for areas of interest, where everyone sees everyone.
+//!   up: the worst case for areas of interest, where everyone sees everyone. In a game
+//!   that declares an `it` entity field (the built-in `tag`), it plays that game
+//!   instead: the bot that is it chases the nearest avatar, the others run from it
+//!   when it comes within [`FLEE_DISTANCE`] (see [`Behaviour::with_fields`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,7 +28,7 @@ use glam::Vec2;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tickcast_shared::{EntityKind, EntityState};
+use tickcast_shared::{EntityKind, EntityState, FieldSpec, MAX_FIELDS};
 
 /// Shortest and longest time the random walk holds a heading, in inputs (at 30 Hz:
 /// 1/3 s to 2 s).
@@ -39,6 +42,12 @@ const CIRCLE_STEPS: f32 = 90.0;
 /// and the random walk takes over: pointing exactly at an avatar we already overlap
 /// would flip direction every tick.
 pub const CHASE_REACHED: f32 = 0.5;
+/// Distance (world units) within which a chasing bot that is not it runs from the
+/// avatar that is; farther away it walks at random, as a player would not flee from
+/// across the map (and a held heading costs no bandwidth).
+pub const FLEE_DISTANCE: f32 = 150.0;
+/// The entity field that marks the avatar a chasing bot chases or runs from.
+pub const IT_FIELD: &str = "it";
 
 /// Which behaviour a swarm's bots use (`--behaviour`).
 #[derive(
@@ -53,7 +62,8 @@ pub enum BehaviourKind {
     RandomWalk,
     /// A constant turn rate: the avatar runs in circles.
     Circle,
-    /// Toward the nearest other avatar; a random walk while there is none.
+    /// Toward the nearest other avatar; a random walk while there is none. In a game
+    /// with an `it` field: toward the nearest avatar when it, away from it otherwise.
     Chase,
 }
 
@@ -100,8 +110,8 @@ pub enum Behaviour {
     RandomWalk(Wander),
     /// See [`BehaviourKind::Circle`].
     Circle(Circle),
-    /// See [`BehaviourKind::Chase`]; the walk is the fallback.
-    Chase(Wander),
+    /// See [`BehaviourKind::Chase`].
+    Chase(Chase),
 }
 
 impl Behaviour {
@@ -111,8 +121,26 @@ impl Behaviour {
             BehaviourKind::Idle => Self::Idle,
             BehaviourKind::RandomWalk => Self::RandomWalk(Wander::new(seed)),
             BehaviourKind::Circle => Self::Circle(Circle::new(seed)),
-            BehaviourKind::Chase => Self::Chase(Wander::new(seed)),
+            BehaviourKind::Chase => Self::Chase(Chase {
+                walk: Wander::new(seed),
+                it_field: None,
+            }),
         }
+    }
+
+    /// Tells the behaviour which entity fields the room's game declares (the
+    /// `Welcome`'s `fields`), so [`Behaviour::Chase`] can play tag where there is an
+    /// `it` field. Without this call, or in a game with no such field, chase keeps
+    /// chasing; the other behaviours ignore fields.
+    #[must_use]
+    pub fn with_fields(mut self, fields: &[FieldSpec]) -> Self {
+        if let Self::Chase(chase) = &mut self {
+            chase.it_field = fields
+                .iter()
+                .position(|f| f.name == IT_FIELD)
+                .filter(|&i| i < MAX_FIELDS);
+        }
+        self
     }
 
     /// Which behaviour this is.
@@ -129,8 +157,8 @@ impl Behaviour {
     ///
     /// `me` is the bot's own avatar in its reconstructed world (`None` until a
     /// snapshot has shown it), `world` every entity of that world, the bot's own
-    /// included. Only [`Behaviour::Chase`] reads `world`, so a lazy iterator (such as
-    /// [`crate::Session::entities`]) costs the others nothing.
+    /// included, with their fields. Only [`Behaviour::Chase`] reads `world`, so a lazy
+    /// iterator (such as [`crate::Session::entities`]) costs the others nothing.
     pub fn next_movement<I>(&mut self, me: Option<EntityState>, world: I) -> Vec2
     where
         I: IntoIterator<Item = EntityState>,
@@ -139,11 +167,53 @@ impl Behaviour {
             Self::Idle => Vec2::ZERO,
             Self::RandomWalk(walk) => walk.next_direction(),
             Self::Circle(circle) => circle.next_direction(),
-            Self::Chase(walk) => me
-                .and_then(|me| chase_direction(me, world))
-                .unwrap_or_else(|| walk.next_direction()),
+            Self::Chase(chase) => chase.next_direction(me, world),
         }
     }
+}
+
+/// The chasing state: where the game keeps its `it` field, if it has one, and the
+/// random walk to fall back on when there is no one to chase or run from.
+#[derive(Debug, Clone)]
+pub struct Chase {
+    walk: Wander,
+    /// Index of the `it` field in [`EntityState::fields`].
+    it_field: Option<usize>,
+}
+
+impl Chase {
+    /// The next movement direction, of length at most 1.
+    fn next_direction<I>(&mut self, me: Option<EntityState>, world: I) -> Vec2
+    where
+        I: IntoIterator<Item = EntityState>,
+    {
+        let steered = me.and_then(|me| match self.it_field {
+            Some(field) if me.fields.get(field) == Some(&0) => flee_direction(me, world, field),
+            // It, or no game of tag: chase.
+            _ => chase_direction(me, world),
+        });
+        steered.unwrap_or_else(|| self.walk.next_direction())
+    }
+}
+
+/// The unit direction from `me` away from the nearest other avatar whose `field` is
+/// set (the one that is it); `None` when there is none within [`FLEE_DISTANCE`], or
+/// when it stands exactly on `me`. A `field` past [`MAX_FIELDS`] is set on no one.
+pub fn flee_direction<I>(me: EntityState, world: I, field: usize) -> Option<Vec2>
+where
+    I: IntoIterator<Item = EntityState>,
+{
+    let away = world
+        .into_iter()
+        .filter(|e| e.kind == EntityKind::Avatar && e.id != me.id)
+        .filter(|e| e.fields.get(field).is_some_and(|v| *v != 0))
+        .map(|e| me.pos - e.pos)
+        .filter(|offset| offset.is_finite())
+        .min_by(|a, b| a.length_squared().total_cmp(&b.length_squared()))?;
+    if away.length() >= FLEE_DISTANCE {
+        return None;
+    }
+    away.try_normalize()
 }
 
 /// The unit direction from `me` toward the nearest avatar other than `me` in `world`;
@@ -238,6 +308,7 @@ mod tests {
             kind: EntityKind::Avatar,
             pos: Vec2::new(x, y),
             vel: Vec2::ZERO,
+            fields: Default::default(),
         }
     }
 
@@ -357,6 +428,97 @@ mod tests {
             walk.next_direction()
         );
         assert_eq!(chase_direction(me, alone), None);
+    }
+
+    /// The fields of a game of tag whose `it` is field 1 (not 0, so the index is
+    /// looked up by name).
+    fn tag_fields() -> Vec<FieldSpec> {
+        use tickcast_shared::FieldKind;
+        vec![
+            FieldSpec {
+                name: "score".into(),
+                kind: FieldKind::I32,
+            },
+            FieldSpec {
+                name: "it".into(),
+                kind: FieldKind::Bool,
+            },
+        ]
+    }
+
+    fn it(mut e: EntityState) -> EntityState {
+        e.fields[1] = 1;
+        e
+    }
+
+    fn tag_chase(seed: u64) -> Behaviour {
+        Behaviour::new(BehaviourKind::Chase, seed).with_fields(&tag_fields())
+    }
+
+    #[test]
+    fn in_tag_the_bot_that_is_it_chases_the_nearest_avatar() {
+        let me = it(avatar(7, 10.0, 10.0));
+        let world = [
+            me,
+            npc(1, 11.0, 10.0),
+            avatar(2, 10.0, 30.0), // nearest player: straight up
+            avatar(3, 100.0, 10.0),
+        ];
+        let d = tag_chase(5).next_movement(Some(me), world);
+        assert!(d.distance(Vec2::Y) < 1e-6, "{d}");
+    }
+
+    #[test]
+    fn in_tag_the_others_run_from_it_even_past_nearer_avatars() {
+        let me = avatar(7, 10.0, 10.0);
+        let world = [
+            me,
+            avatar(2, 12.0, 10.0),     // nearer, but not it
+            it(avatar(3, 10.0, 40.0)), // it, 30 straight up
+            it(npc(4, 10.0, 0.0)),     // an NPC with the field set means nothing
+        ];
+        let mut b = tag_chase(5);
+        let d = b.next_movement(Some(me), world);
+        assert!(d.distance(-Vec2::Y) < 1e-6, "{d}");
+        assert_eq!(flee_direction(me, world, 1), Some(-Vec2::Y));
+        assert_eq!(flee_direction(me, world, MAX_FIELDS), None, "no such field");
+    }
+
+    #[test]
+    fn in_tag_the_others_walk_while_it_is_far_or_absent() {
+        let me = avatar(7, 0.0, 0.0);
+        let mut chase = tag_chase(11);
+        let mut walk = Wander::new(11);
+        let far = [me, it(avatar(3, FLEE_DISTANCE, 0.0)), avatar(2, 5.0, 0.0)];
+        assert_eq!(chase.next_movement(Some(me), far), walk.next_direction());
+        let near = [me, it(avatar(3, FLEE_DISTANCE - 1.0, 0.0))];
+        assert_eq!(chase.next_movement(Some(me), near), -Vec2::X);
+        let no_one = [me, avatar(2, 5.0, 0.0)];
+        assert_eq!(chase.next_movement(Some(me), no_one), walk.next_direction());
+        let on_top = [me, it(avatar(3, 0.0, 0.0))];
+        assert_eq!(chase.next_movement(Some(me), on_top), walk.next_direction());
+        assert_eq!(chase.next_movement(None, near), walk.next_direction());
+    }
+
+    #[test]
+    fn chase_keeps_chasing_in_a_game_without_an_it_field() {
+        let me = avatar(7, 10.0, 10.0);
+        let world = [me, it(avatar(3, 10.0, 40.0))];
+        let mut fields = tag_fields();
+        fields[1].name = "team".into();
+        for mut b in [
+            Behaviour::new(BehaviourKind::Chase, 5),
+            Behaviour::new(BehaviourKind::Chase, 5).with_fields(&fields),
+            Behaviour::new(BehaviourKind::Chase, 5).with_fields(&[]),
+        ] {
+            assert!(b.next_movement(Some(me), world).distance(Vec2::Y) < 1e-6);
+        }
+        // Other behaviours take the fields and ignore them.
+        let mut walk = Behaviour::new(BehaviourKind::RandomWalk, 9).with_fields(&tag_fields());
+        assert_eq!(
+            walk.next_movement(Some(me), world),
+            Wander::new(9).next_direction()
+        );
     }
 
     #[test]
