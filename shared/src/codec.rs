@@ -40,8 +40,15 @@ const CONFIG: Config = bincode::config::standard().with_limit::<DECODE_ALLOC_LIM
 const CLIENT_CONFIG: Configuration<LittleEndian, Varint, Limit<CLIENT_ALLOC_LIMIT>> =
     bincode::config::standard().with_limit::<CLIENT_ALLOC_LIMIT>();
 
-/// Wire index of [`ServerMsg::Snapshot`]: the variant's position in the enum.
+/// Wire index of a snapshot without field changes (the v1 layout).
 const SNAPSHOT_VARIANT: u32 = 1;
+
+/// Wire index of a snapshot with field changes appended (the `wire` module).
+const FIELD_SNAPSHOT_VARIANT: u32 = 4;
+
+/// First byte of a body from [`encode_snapshot_body`]: which variant it needs.
+const BODY_PLAIN: u8 = 0;
+const BODY_WITH_FIELDS: u8 = 1;
 
 /// Encoding failed. With the message types of this crate this only happens on a bug
 /// (bincode has no reason to refuse them), but the error is typed rather than a panic.
@@ -123,16 +130,27 @@ fn decode_with<T: DeserializeOwned, C: bincode::config::Config>(
     Ok(msg)
 }
 
-/// Appends the shared part of a snapshot (removed, changed, added, fields) to `out`. Done once
-/// per distinct body: every caught-up player of a room shares one.
+/// Appends the shared part of a snapshot (removed, changed, added, and the field changes
+/// if there are any) to `out`, behind one byte that tells [`write_snapshot`] which
+/// snapshot variant the body needs. Done once per distinct body: every caught-up player
+/// of a room shares one. The body is an intermediate, not a message: only
+/// [`write_snapshot`] reads it.
 ///
 /// # Errors
 /// As [`encode_into`].
 pub fn encode_snapshot_body(body: &DeltaBody, out: &mut Vec<u8>) -> Result<usize, EncodeError> {
-    encode_into(
-        &(&body.removed, &body.changed, &body.added, &body.fields),
-        out,
-    )
+    let before = out.len();
+    if body.fields.is_empty() {
+        out.push(BODY_PLAIN);
+        encode_into(&(&body.removed, &body.changed, &body.added), out)?;
+    } else {
+        out.push(BODY_WITH_FIELDS);
+        encode_into(
+            &(&body.removed, &body.changed, &body.added, &body.fields),
+            out,
+        )?;
+    }
+    Ok(out.len() - before)
 }
 
 /// Appends one player's complete snapshot message to `out`: the per-player header
@@ -148,9 +166,18 @@ pub fn write_snapshot(
     body: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<usize, EncodeError> {
+    let (variant, rest) = match body.split_first() {
+        Some((&BODY_PLAIN, rest)) => (SNAPSHOT_VARIANT, rest),
+        Some((&BODY_WITH_FIELDS, rest)) => (FIELD_SNAPSHOT_VARIANT, rest),
+        _ => {
+            return Err(EncodeError(bincode::error::EncodeError::Other(
+                "not a body from encode_snapshot_body",
+            )))
+        }
+    };
     let before = out.len();
-    encode_into(&(SNAPSHOT_VARIANT, tick, base_tick, last_input_seq), out)?;
-    out.extend_from_slice(body);
+    encode_into(&(variant, tick, base_tick, last_input_seq), out)?;
+    out.extend_from_slice(rest);
     Ok(out.len() - before)
 }
 
@@ -291,7 +318,7 @@ mod tests {
             payload: InputPayload::default(),
         }))
         .unwrap();
-        // Variant, seq, two f32, buttons, and the empty payload's length.
-        assert_eq!(bytes.len(), 1 + 1 + 8 + 1 + 1);
+        // Variant, seq, two f32, buttons: no payload, no byte for it.
+        assert_eq!(bytes.len(), 1 + 1 + 8 + 1);
     }
 }

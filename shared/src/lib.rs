@@ -18,6 +18,7 @@ pub mod message;
 pub mod payload;
 pub mod validate;
 pub mod websocket;
+mod wire;
 
 pub use close::DisconnectReason;
 pub use codec::{decode, decode_client, decode_server, encode_into, DecodeError, EncodeError};

@@ -4,6 +4,9 @@
 //! encoded by [`crate::codec`]. The order of the variants and of the fields is the
 //! wire format (bincode writes a variant index and then the fields in order), so it
 //! only ever changes together with [`crate::PROTOCOL_VERSION`] and docs/PROTOCOL.md.
+//! Two messages have a second, longer form on the wire, used only when their v2 extra
+//! is not empty: an input with a payload and a snapshot with field changes (the
+//! private `wire` module maps between the two).
 
 use glam::Vec2;
 use serde::{Deserialize, Serialize};
@@ -12,6 +15,7 @@ pub use crate::payload::InputPayload;
 
 /// Everything a client may send, after the WebSocket handshake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "crate::wire::ClientWire", into = "crate::wire::ClientWire")]
 pub enum ClientMsg {
     /// First message of every connection; nothing else is accepted before it.
     Hello(Hello),
@@ -26,6 +30,7 @@ pub enum ClientMsg {
 
 /// Everything the server sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "crate::wire::ServerWire", into = "crate::wire::ServerWire")]
 pub enum ServerMsg {
     /// Answer to `Hello`: who the player is and how the room runs.
     Welcome(Welcome),
