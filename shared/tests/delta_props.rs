@@ -11,13 +11,15 @@
 //! `write_snapshot`, decoded with `decode_server` and applied: the client's world must
 //! then be the server's view exactly, fields included, the reference model must agree,
 //! and the snapshot must carry exactly one field change per field value that differs
-//! from what the client holds.
+//! from what the client holds, in the form the document prescribes (a `Snapshot`,
+//! variant 1, when there is none; a `FieldSnapshot`, variant 4, otherwise).
 //!
 //! The others: moving as predicted with unchanged fields costs no record; `apply` on
 //! arbitrary or mutated snapshots (field changes included) never panics, agrees with a
 //! simple reference model (written from PROTOCOL.md section 5.1, not from the code: it
-//! calls nothing of `delta`), and leaves the world untouched on error; damaged bytes
-//! never panic the decode + apply path.
+//! calls nothing of `delta`), and leaves the world untouched on error; damaged bytes, of
+//! the short form and of the long form with an empty field list, never panic the decode +
+//! apply path.
 
 #![allow(clippy::unwrap_used)]
 
@@ -341,6 +343,25 @@ fn server_bytes(tick: u64, base: Option<(u64, &[QEntity])>, seq: u32, view: &[QE
     out
 }
 
+/// The long form of a short-form snapshot (PROTOCOL.md section 5, *Short and long forms*):
+/// variant 4 instead of 1, and an empty `fields` list appended. Valid, never sent.
+fn long_form(short: &[u8]) -> Vec<u8> {
+    assert_eq!(short[0], 1, "not a short-form snapshot");
+    let mut long = vec![4];
+    long.extend_from_slice(&short[1..]);
+    long.push(0);
+    long
+}
+
+/// The variant a snapshot with these field changes travels as.
+fn variant_for(fields: &[FieldChange]) -> u8 {
+    if fields.is_empty() {
+        1
+    } else {
+        4
+    }
+}
+
 fn decode_snapshot(bytes: &[u8]) -> Snapshot {
     match decode_server(bytes).unwrap() {
         ServerMsg::Snapshot(s) => s,
@@ -550,8 +571,13 @@ proptest! {
                 (Base::Smaller, Some(d)) => if key.len() < d.len() { key } else { d },
             };
             let s = decode_snapshot(&bytes);
-            // The split encoding is the encoding of the message.
+            // The split encoding is the encoding of the message, in the form its field
+            // changes call for; a short form's long twin decodes to the same snapshot.
             prop_assert_eq!(&encode_to_vec(&ServerMsg::Snapshot(s.clone())).unwrap(), &bytes);
+            prop_assert_eq!(bytes[0], variant_for(&s.fields));
+            if bytes[0] == 1 {
+                prop_assert_eq!(decode_snapshot(&long_form(&bytes)), s.clone());
+            }
             prop_assert_eq!((s.tick, s.last_input_seq), (tick, seq));
             let holds: &[QEntity] = if s.base_tick == 0 { &[] } else { &client.entities };
             prop_assert_eq!(s.fields.len(), changed_field_values(holds, &view), "tick {}: {:?}", tick, s);
@@ -572,8 +598,9 @@ proptest! {
 
     /// An entity that moves exactly as predicted (`pos += vel` every tick, wrapping) and
     /// keeps its fields contributes no record, however many ticks apart the base and the
-    /// snapshot are; the empty delta is just the header and four empty lists, and applies
-    /// to the advanced world. Perturbing some entities costs exactly one `changed` record
+    /// snapshot are; the empty delta is a `Snapshot` (the short form): just the header and
+    /// three empty lists, the version 1 bytes, and applies to the advanced world, in the
+    /// long form too. Perturbing some entities costs exactly one `changed` record
     /// each for a position or velocity, one field change for a field, and for a kind change
     /// a removal, an addition and one field change per non-zero field.
     #[test]
@@ -601,11 +628,15 @@ proptest! {
         diff(Some((base_tick, &base)), tick, &now, &mut body);
         prop_assert_eq!(body.records(), 0, "{:?}", body);
         let bytes = server_bytes(tick, Some((base_tick, &base)), 5, &now);
-        let header = encode_to_vec(&(1u32, tick, base_tick, 5u32)).unwrap().len();
-        prop_assert_eq!(bytes.len(), header + 4);
+        let header = encode_to_vec(&(1u32, tick, base_tick, 5u32)).unwrap();
+        prop_assert_eq!(&bytes[..header.len()], &header[..]);
+        prop_assert_eq!(&bytes[header.len()..], &[0, 0, 0][..]);
         let mut client = held_world(Some(base_tick), base.clone());
         client.apply(&decode_snapshot(&bytes)).unwrap();
         prop_assert_eq!(&client.entities, &now);
+        let mut via_long = held_world(Some(base_tick), base.clone());
+        via_long.apply(&decode_snapshot(&long_form(&bytes))).unwrap();
+        prop_assert_eq!(&via_long, &client);
 
         // Perturb some: position, velocity, kind or one field (by a step that is not 0).
         let mut touched = std::collections::BTreeSet::new();
@@ -643,6 +674,7 @@ proptest! {
         prop_assert_eq!((body.removed.len(), body.added.len()), (kinds, kinds));
         prop_assert_eq!(body.fields.len(), field_changes, "{:?}", body.fields);
         let bytes = server_bytes(tick, Some((base_tick, &base)), 5, &now);
+        prop_assert_eq!(bytes[0], variant_for(&body.fields));
         client = held_world(Some(base_tick), base);
         client.apply(&decode_snapshot(&bytes)).unwrap();
         prop_assert_eq!(&client.entities, &now);
@@ -894,9 +926,10 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
-    /// Truncated and bit-flipped encodings of valid snapshots never panic
-    /// `decode_server` + `apply`: every prefix is refused, and a flipped message that
-    /// still decodes is applied as the reference says (or refused, changing nothing).
+    /// Truncated and bit-flipped encodings of valid snapshots (as the server writes them,
+    /// and the long form of those without field changes) never panic `decode_server` +
+    /// `apply`: every prefix is refused, and a flipped message that still decodes is
+    /// applied as the reference says (or refused, changing nothing).
     #[test]
     fn damaged_bytes_never_panic(
         (base_tick, base, k, now) in scenario(),
@@ -904,18 +937,25 @@ proptest! {
         flips in prop::collection::vec(prop::collection::vec((any::<Index>(), 0u8..8), 1..4), 1..24),
     ) {
         let tick = base_tick + k;
-        let bytes = server_bytes(tick, (!keyframe).then_some((base_tick, &base[..])), 1, &now);
+        let sent = server_bytes(tick, (!keyframe).then_some((base_tick, &base[..])), 1, &now);
         let world = held_world(Some(base_tick), base);
-        for cut in 0..bytes.len() {
-            prop_assert!(decode_server(&bytes[..cut]).is_err(), "prefix of {} decoded", cut);
+        let mut forms = vec![sent.clone()];
+        if sent[0] == 1 {
+            forms.push(long_form(&sent));
         }
-        for flip in &flips {
-            let mut damaged = bytes.clone();
-            for (at, bit) in flip {
-                damaged[at.index(bytes.len())] ^= 1 << bit;
+        for bytes in forms {
+            prop_assert_eq!(decode_snapshot(&bytes), decode_snapshot(&sent));
+            for cut in 0..bytes.len() {
+                prop_assert!(decode_server(&bytes[..cut]).is_err(), "prefix of {} decoded", cut);
             }
-            if let Ok(ServerMsg::Snapshot(s)) = decode_server(&damaged) {
-                check_apply(&world, &s)?;
+            for flip in &flips {
+                let mut damaged = bytes.clone();
+                for (at, bit) in flip {
+                    damaged[at.index(bytes.len())] ^= 1 << bit;
+                }
+                if let Ok(ServerMsg::Snapshot(s)) = decode_server(&damaged) {
+                    check_apply(&world, &s)?;
+                }
             }
         }
     }

@@ -3,9 +3,10 @@
 //! Each example is encoded here and compared with the hex string printed in the
 //! document; the test also checks that the very same hex string appears in
 //! docs/PROTOCOL.md, so the document cannot drift from the code unnoticed.
-//! The other tests pin rules the document states (variant indexes, varint forms,
-//! what a decoder refuses, the decode ceiling, the fixed limits of section 6), and the
-//! JavaScript appendix is run in node against the same bytes.
+//! The other tests pin rules the document states (variant indexes, the short and long
+//! forms of `Input` and `Snapshot`, varint forms, what a decoder refuses, the decode
+//! ceiling, the fixed limits of section 6), and the JavaScript appendix is run in node
+//! against the same bytes.
 
 #![allow(clippy::unwrap_used)]
 
@@ -88,8 +89,12 @@ const WELCOME_HEX: &str = "00 02 01 07 1e fb 2c 01 00 00 48 44 00 00 16 44 \
     00 00 80 3d \
     03 74 61 67 \
     02 02 69 74 00 05 73 63 6f 72 65 03";
-const INPUT_HEX: &str = "01 01 00 00 80 3f 00 00 00 00 00 00";
-const INPUT_PAYLOAD_HEX: &str = "01 02 00 00 00 00 00 00 80 bf 01 03 2c 01 fb";
+/// The short form: an `Input` without a payload, the version 1 layout.
+const INPUT_HEX: &str = "01 01 00 00 80 3f 00 00 00 00 00";
+/// The same input in the long form with an empty payload: valid, never sent.
+const INPUT_LONG_EMPTY_HEX: &str = "04 01 00 00 80 3f 00 00 00 00 00 00";
+/// The long form: `InputWithPayload`.
+const INPUT_PAYLOAD_HEX: &str = "04 02 00 00 00 00 00 00 80 bf 01 03 2c 01 fb";
 const MESSAGE_HEX: &str = "03 03 68 69 21";
 const EVENT_HEX: &str = "03 02 01 07";
 const PING_HEX: &str = "02 fd 00 68 e5 cf 8b 01 00 00";
@@ -99,8 +104,9 @@ const PONG_HEX: &str = "02 fd 00 68 e5 cf 8b 01 00 00 fc 70 11 01 00";
 const RESUME_HEADING: &str =
     "### `Hello { protocol_version: 2, name: \"ada\", room: \"lobby\", resume: Some(";
 const WELCOME_HEADING: &str = "### `Welcome {";
-const KEYFRAME_HEADING: &str = "### Keyframe `Snapshot`";
-const DELTA_HEADING: &str = "### Delta `Snapshot`";
+const KEYFRAME_HEADING: &str = "### Keyframe `FieldSnapshot`";
+const DELTA_HEADING: &str = "### Delta `FieldSnapshot`";
+const PLAIN_DELTA_HEADING: &str = "### Delta `Snapshot`";
 
 fn hello(resume: Option<SessionToken>) -> ClientMsg {
     ClientMsg::Hello(Hello {
@@ -227,23 +233,51 @@ fn field_kinds_are_numbered_as_documented() {
     ));
 }
 
+/// An input without a payload is the short form, 11 bytes, the version 1 layout; the
+/// long form of the same input with an empty payload (which the document prints too)
+/// decodes to the same input, through both decoders, and re-encodes to the short form.
 #[test]
 fn example_input() {
-    check_client(
-        &ClientMsg::Input(Input {
-            seq: 1,
-            movement: Vec2::new(1.0, 0.0),
-            buttons: 0,
-            payload: InputPayload::default(),
-        }),
-        INPUT_HEX,
+    let msg = ClientMsg::Input(Input {
+        seq: 1,
+        movement: Vec2::new(1.0, 0.0),
+        buttons: 0,
+        payload: InputPayload::default(),
+    });
+    check_client(&msg, INPUT_HEX);
+    assert_eq!(unhex(INPUT_HEX).len(), 11);
+
+    let long = unhex(INPUT_LONG_EMPTY_HEX);
+    assert_eq!(long.len(), 12);
+    assert_eq!(
+        (long[0], &long[1..11], long[11]),
+        (4, &unhex(INPUT_HEX)[1..], 0)
     );
+    assert_eq!(decode_client(&long, MAX).unwrap(), msg);
+    assert_eq!(decode::<ClientMsg>(&long, MAX).unwrap(), msg);
+    assert_eq!(hex(&encode_to_vec(&msg).unwrap()), INPUT_HEX);
+    assert_in_prose(INPUT_LONG_EMPTY_HEX);
 }
 
+/// An input with a payload is the long form, `InputWithPayload` (variant 4).
 #[test]
 fn example_input_with_payload() {
     check_client(&input_with_payload(), INPUT_PAYLOAD_HEX);
     assert_eq!(unhex(INPUT_PAYLOAD_HEX).len(), 15);
+    assert_eq!(unhex(INPUT_PAYLOAD_HEX)[0], 4);
+}
+
+/// `hex` appears in the prose of docs/PROTOCOL.md, in backticks (an example that is not a
+/// `hex:` line, such as a long form that an encoder never writes).
+fn assert_in_prose(hex: &str) {
+    let doc = protocol_md()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        doc.contains(&format!("`{hex}`")),
+        "docs/PROTOCOL.md must print `{hex}`"
+    );
 }
 
 /// `Input.payload` holds at most 32 bytes: 32 decode, 33 are refused by both decoders
@@ -264,6 +298,14 @@ fn input_payload_limit() {
         panic!("not an input")
     };
     assert_eq!(input.payload.as_bytes(), &[0xfb; 32][..]);
+    // The long form with an empty payload is the same input as the short form.
+    let mut short = with(0);
+    assert_eq!(short.pop(), Some(0));
+    short[0] = 1;
+    assert_eq!(
+        decode_client(&with(0), MAX).unwrap(),
+        decode_client(&short, MAX).unwrap()
+    );
     for bad in [33, 34, 250] {
         let bytes = with(bad);
         assert!(
@@ -333,6 +375,15 @@ fn world_303() -> Vec<QEntity> {
     ]
 }
 
+/// The world of the tick-304 example: the avatar stopped where the client predicts it;
+/// Npc 12 moved as predicted; no field changed.
+fn world_304() -> Vec<QEntity> {
+    vec![
+        q(7, EntityKind::Avatar, [1606, 802], [0, 0], fields(0, 310)),
+        q(12, EntityKind::Npc, [4797, 3201], [-3, 1], fields(1, 0)),
+    ]
+}
+
 fn keyframe_msg() -> Snapshot {
     Snapshot {
         tick: 300,
@@ -366,6 +417,22 @@ fn keyframe_msg() -> Snapshot {
                 delta: 300,
             },
         ],
+    }
+}
+
+fn plain_delta_msg() -> Snapshot {
+    Snapshot {
+        tick: 304,
+        base_tick: 303,
+        last_input_seq: 44,
+        removed: vec![],
+        changed: vec![Changed {
+            skip: 0,
+            dpos: [0, 0],
+            dvel: [-1, -1],
+        }],
+        added: vec![],
+        fields: vec![],
     }
 }
 
@@ -406,14 +473,21 @@ fn delta_msg() -> Snapshot {
     }
 }
 
-const KEYFRAME_HEX: &str = "01 fb 2c 01 00 2a 00 00 02 \
+const KEYFRAME_HEX: &str = "04 fb 2c 01 00 2a 00 00 02 \
     03 00 fb 40 01 fb 80 02 04 01 \
     03 01 fb 80 0c fb 40 06 04 00 \
     02 01 00 02 00 01 fb 58 02";
 
-const DELTA_HEX: &str = "01 fb 2f 01 fb 2c 01 2b 01 03 01 00 01 02 01 02 \
+const DELTA_HEX: &str = "04 fb 2f 01 fb 2c 01 2b 01 03 01 00 01 02 01 02 \
     01 0c 00 fb 80 25 fb 00 19 05 02 \
     03 00 00 01 00 01 14 01 00 02";
+
+/// The delta at tick 304: no field change, so the short form (the version 1 layout).
+const PLAIN_DELTA_HEX: &str = "01 fb 30 01 fb 2f 01 2c 00 01 00 00 00 01 01 00";
+/// The same delta in the long form with an empty field list: valid, never sent.
+const PLAIN_DELTA_LONG_HEX: &str = "04 fb 30 01 fb 2f 01 2c 00 01 00 00 00 01 01 00 00";
+/// An empty delta at tick 304 on 303: the header and three empty lists.
+const EMPTY_DELTA_HEX: &str = "01 fb 30 01 fb 2f 01 2c 00 00 00";
 
 /// The `hex:` lines of the first code block after the line starting with `heading`,
 /// concatenated: a message the document prints over several lines.
@@ -497,6 +571,30 @@ fn example_keyframe() {
     for e in &world.entities {
         assert_eq!(units.quantize(&units.dequantize(e)), *e);
     }
+
+    // The same world with all fields 0 (a game without fields): the short form, variant 1
+    // and the same bytes up to the last entity, 29 in all.
+    let zero: Vec<QEntity> = world_300()
+        .into_iter()
+        .map(|e| QEntity {
+            fields: [0; MAX_FIELDS],
+            ..e
+        })
+        .collect();
+    diff(None, 300, &zero, &mut body);
+    let plain = server_path_bytes(&Snapshot {
+        fields: vec![],
+        ..msg
+    });
+    assert_eq!(
+        body,
+        DeltaBody {
+            fields: vec![],
+            ..body_of(&keyframe_msg())
+        }
+    );
+    assert_eq!(plain.len(), 29);
+    assert_eq!((plain[0], &plain[1..]), (1, &bytes[1..29]));
 }
 
 #[test]
@@ -525,15 +623,17 @@ fn example_delta() {
     assert!(world.apply(&back).is_err());
     assert!(World::default().apply(&back).is_err());
 
-    // An empty delta is the header alone: 12 bytes at tick 300, 16 at tick 100,000.
+    // An empty delta is a short-form header with three empty lists: 11 bytes at tick
+    // 300, 15 at tick 100,000, as section 5.1 says; the body is its tag byte and the
+    // three counts.
     let empty = DeltaBody::default();
     let header_only = |tick: u64| {
         let mut encoded = Vec::new();
-        encode_snapshot_body(&empty, &mut encoded).unwrap();
+        assert_eq!(encode_snapshot_body(&empty, &mut encoded).unwrap(), 1 + 3);
         let mut out = Vec::new();
         write_snapshot(tick, tick - 1, 43, &encoded, &mut out).unwrap()
     };
-    assert_eq!((header_only(300), header_only(100_000)), (12, 16));
+    assert_eq!((header_only(300), header_only(100_000)), (11, 15));
 
     // Had the avatar kept moving as predicted (1606, 800) with the same fields, it would
     // cost nothing.
@@ -542,6 +642,61 @@ fn example_delta() {
     straight[0].pos = [1606, 800];
     diff(Some((300, &world_300()[1..])), 303, &straight, &mut body);
     assert_eq!(body.records(), 0);
+}
+
+/// The short form of a snapshot: the tick-304 delta has no field change, so it is the
+/// version 1 layout (variant 1, no `fields` list). The server builds it with `diff`; it
+/// applies after the two other examples; its long form (variant 4, an empty list) and
+/// the empty delta the document prints are what they say.
+#[test]
+fn example_plain_delta() {
+    let msg = plain_delta_msg();
+    let mut body = DeltaBody::default();
+    diff(Some((303, &world_303())), 304, &world_304(), &mut body);
+    assert_eq!(body, body_of(&msg));
+
+    let bytes = server_path_bytes(&msg);
+    assert_eq!(bytes, unhex(PLAIN_DELTA_HEX));
+    assert_eq!(bytes.len(), 16);
+    assert_eq!(doc_hex_after(PLAIN_DELTA_HEADING), bytes);
+    assert_eq!(
+        decode_server(&bytes).unwrap(),
+        ServerMsg::Snapshot(msg.clone())
+    );
+
+    let mut world = World::default();
+    world.apply(&keyframe_msg()).unwrap();
+    world.apply(&delta_msg()).unwrap();
+    let at_303 = world.clone();
+    world.apply(&msg).unwrap();
+    assert_eq!(world.tick, Some(304));
+    assert_eq!(world.entities, world_304());
+
+    // The long form: the same bytes behind variant 4, and an empty list.
+    let long = unhex(PLAIN_DELTA_LONG_HEX);
+    assert_eq!(long.len(), 17);
+    assert_eq!((long[0], &long[1..16], long[16]), (4, &bytes[1..], 0));
+    let ServerMsg::Snapshot(back) = decode_server(&long).unwrap() else {
+        panic!("not a snapshot")
+    };
+    assert_eq!(back, msg);
+    let mut again = at_303;
+    again.apply(&back).unwrap();
+    assert_eq!(again, world);
+    assert_eq!(encode_to_vec(&ServerMsg::Snapshot(back)).unwrap(), bytes);
+    assert_in_prose(PLAIN_DELTA_LONG_HEX);
+
+    // Had the avatar kept going too: nothing to list.
+    let mut kept_going = world_304();
+    kept_going[0].vel = [1, 1];
+    diff(Some((303, &world_303())), 304, &kept_going, &mut body);
+    assert_eq!(body.records(), 0);
+    let empty = server_path_bytes(&Snapshot {
+        changed: vec![],
+        ..msg
+    });
+    assert_eq!(hex(&empty), EMPTY_DELTA_HEX);
+    assert_in_prose(EMPTY_DELTA_HEX);
 }
 
 /// The validity rules of section 5.1 step 5, on the delta example: each broken rule is
@@ -622,7 +777,7 @@ fn field_index_is_a_raw_byte() {
         }],
     };
     let bytes = encode_to_vec(&ServerMsg::Snapshot(s.clone())).unwrap();
-    assert_eq!(hex(&bytes), "01 02 01 00 00 00 00 01 00 fb 01");
+    assert_eq!(hex(&bytes), "04 02 01 00 00 00 00 01 00 fb 01");
     assert_eq!(
         decode_server(&bytes).unwrap(),
         ServerMsg::Snapshot(s.clone())
@@ -869,22 +1024,115 @@ fn byte_strings_are_length_prefixed_raw_bytes() {
 
 #[test]
 fn unknown_variants_are_refused() {
-    // ClientMsg has 4 variants (0..=3), ServerMsg 4 (0..=3), EntityKind 2 (0..=1).
-    assert!(decode::<ClientMsg>(&unhex("04 00"), MAX).is_err());
-    assert!(decode_client(&unhex("04 00"), MAX).is_err());
-    assert!(decode_server(&unhex("04 00")).is_err());
+    // On the wire ClientMsg has 5 variants (0..=4), ServerMsg 5 (0..=4), EntityKind 2.
+    for five in ["05 00", "05 01 00 00 00 00 00 00 00 00 00"] {
+        assert!(matches!(
+            decode::<ClientMsg>(&unhex(five), MAX),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_client(&unhex(five), MAX),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_server(&unhex(five)),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
     assert!(decode_client(&unhex("03 00"), MAX).is_ok());
     assert!(decode_server(&unhex("03 00")).is_ok());
-    // A keyframe with one added entity whose kind is 2.
-    let mut bytes = unhex("01 01 00 00 00 00 01 05 02 00 00 00 00 00");
+    // Variant 4 of each direction, with an empty extra.
+    assert!(decode_client(&unhex(INPUT_LONG_EMPTY_HEX), MAX).is_ok());
+    assert!(decode_server(&unhex("04 01 00 00 00 00 00 00")).is_ok());
+    // A keyframe with one added entity whose kind is 2, in both forms.
+    let mut short = unhex("01 01 00 00 00 00 01 05 02 00 00 00 00");
+    let mut long = unhex("04 01 00 00 00 00 01 05 02 00 00 00 00 00");
+    for bytes in [&short, &long] {
+        assert!(matches!(
+            decode_server(bytes),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+    short[8] = 1;
+    long[8] = 1;
+    assert_eq!(
+        decode_server(&short).unwrap(),
+        decode_server(&long).unwrap()
+    );
+    // The long form without its fields count is truncated; the short form with one has a
+    // trailing byte (the forms are told apart by the variant alone).
     assert!(matches!(
-        decode_server(&bytes),
+        decode_server(&long[..long.len() - 1]),
         Err(DecodeError::Malformed(_))
     ));
-    bytes[8] = 1;
-    assert!(decode_server(&bytes).is_ok());
-    // Without the fields count (a v1 snapshot), it is truncated.
-    assert!(decode_server(&bytes[..bytes.len() - 1]).is_err());
+    let mut short_with_count = short.clone();
+    short_with_count.push(0);
+    assert!(matches!(
+        decode_server(&short_with_count),
+        Err(DecodeError::TrailingBytes { extra: 1 })
+    ));
+}
+
+/// The variant tables of section 5, as the encoder numbers the variants: each row's
+/// index is the first byte of a message of that form, both forms of `Input` and
+/// `Snapshot` included, and the tables have no other rows.
+#[test]
+fn variant_tables_match_the_encoder() {
+    let doc = protocol_md();
+    let table = |heading: &str| -> Vec<String> {
+        let at = doc.find(heading).unwrap();
+        doc[at..]
+            .lines()
+            .skip(1)
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(|l| l.split('|').take(3).collect::<Vec<_>>().join("|") + "|")
+            .collect()
+    };
+    let input = |payload: &[u8]| {
+        ClientMsg::Input(Input {
+            payload: InputPayload::new(payload).unwrap(),
+            ..Input::default()
+        })
+    };
+    let client = [
+        ("Hello", hello(None)),
+        ("Input", input(&[])),
+        ("Ping", ClientMsg::Ping(Ping { nonce: 0 })),
+        (
+            "Message",
+            ClientMsg::Message(GameMessage { payload: vec![] }),
+        ),
+        ("InputWithPayload", input(&[1])),
+    ];
+    let mut rows = Vec::new();
+    for (n, (name, msg)) in client.iter().enumerate() {
+        assert_eq!(usize::from(encode_to_vec(msg).unwrap()[0]), n, "{name}");
+        rows.push(format!("| {n} | `{name}` |"));
+    }
+    assert_eq!(table("### Client to server: `ClientMsg`"), rows);
+
+    let plain = plain_delta_msg();
+    let server = [
+        ("Welcome", welcome()),
+        ("Snapshot", ServerMsg::Snapshot(plain.clone())),
+        (
+            "Pong",
+            ServerMsg::Pong(Pong {
+                nonce: 0,
+                server_tick: 0,
+            }),
+        ),
+        ("Event", ServerMsg::Event(GameEvent { payload: vec![] })),
+        ("FieldSnapshot", ServerMsg::Snapshot(delta_msg())),
+    ];
+    let mut rows = Vec::new();
+    for (n, (name, msg)) in server.iter().enumerate() {
+        assert_eq!(usize::from(encode_to_vec(msg).unwrap()[0]), n, "{name}");
+        rows.push(format!("| {n} | `{name}` |"));
+    }
+    assert_eq!(table("### Server to client: `ServerMsg`"), rows);
 }
 
 /// `Option` (section 4): a tag byte 0 or 1, then the value for 1. Any other tag, or a
@@ -931,9 +1179,10 @@ fn fits<T: serde::de::DeserializeOwned, const N: usize>(msg: &[u8]) -> bool {
 }
 
 /// What one decode claims against the ceiling, as the document says (bincode charges the
-/// in-memory width of every decoded value): 56 bytes for the snapshot header (variant 4,
-/// two ticks 8 + 8, `last_input_seq` 4, four list lengths 8 each), then 4 per removed
-/// id, 20 per changed entry, 24 per added entity and 9 per field change. Pinned at exact
+/// in-memory width of every decoded value): 48 bytes for the header of a `Snapshot` (4
+/// for the variant index, two ticks 8 + 8, `last_input_seq` 4, three list lengths 8
+/// each) and 56 for a `FieldSnapshot` (a fourth list length), then 4 per removed id, 20
+/// per changed entry, 24 per added entity and 9 per field change. Pinned at exact
 /// boundaries with a small ceiling (the codec's configuration otherwise), then once at
 /// the real 16 MiB.
 #[test]
@@ -974,31 +1223,46 @@ fn decode_ceiling_in_records() {
         msg
     }
     type S = ServerMsg;
-    assert!(fits::<S, 56>(&encode(0, 0, 0, 0)));
-    assert!(!fits::<S, 55>(&encode(0, 0, 0, 0)));
-    assert!(fits::<S, { 56 + 4 * 3 }>(&encode(3, 0, 0, 0)));
-    assert!(!fits::<S, { 56 + 4 * 3 - 1 }>(&encode(3, 0, 0, 0)));
-    assert!(fits::<S, { 56 + 20 * 3 }>(&encode(0, 3, 0, 0)));
-    assert!(!fits::<S, { 56 + 20 * 3 - 1 }>(&encode(0, 3, 0, 0)));
-    assert!(fits::<S, { 56 + 24 * 3 }>(&encode(0, 0, 3, 0)));
-    assert!(!fits::<S, { 56 + 24 * 3 - 1 }>(&encode(0, 0, 3, 0)));
+    // Without field changes: a `Snapshot`, 48 for the header.
+    assert_eq!(encode(0, 0, 0, 0)[0], 1);
+    assert!(fits::<S, 48>(&encode(0, 0, 0, 0)));
+    assert!(!fits::<S, 47>(&encode(0, 0, 0, 0)));
+    assert!(fits::<S, { 48 + 4 * 3 }>(&encode(3, 0, 0, 0)));
+    assert!(!fits::<S, { 48 + 4 * 3 - 1 }>(&encode(3, 0, 0, 0)));
+    assert!(fits::<S, { 48 + 20 * 3 }>(&encode(0, 3, 0, 0)));
+    assert!(!fits::<S, { 48 + 20 * 3 - 1 }>(&encode(0, 3, 0, 0)));
+    assert!(fits::<S, { 48 + 24 * 3 }>(&encode(0, 0, 3, 0)));
+    assert!(!fits::<S, { 48 + 24 * 3 - 1 }>(&encode(0, 0, 3, 0)));
+    assert!(fits::<S, { 48 + 4 + 20 + 24 }>(&encode(1, 1, 1, 0)));
+    assert!(!fits::<S, { 48 + 4 + 20 + 24 - 1 }>(&encode(1, 1, 1, 0)));
+    // With field changes: a `FieldSnapshot`, 56 for the header.
+    assert_eq!(encode(0, 0, 0, 3)[0], 4);
     assert!(fits::<S, { 56 + 9 * 3 }>(&encode(0, 0, 0, 3)));
     assert!(!fits::<S, { 56 + 9 * 3 - 1 }>(&encode(0, 0, 0, 3)));
     assert!(fits::<S, { 56 + 4 + 20 + 24 + 9 }>(&encode(1, 1, 1, 1)));
     assert!(!fits::<S, { 56 + 4 + 20 + 24 + 9 - 1 }>(&encode(
         1, 1, 1, 1
     )));
+    // A `FieldSnapshot` with an empty list (valid, never sent) claims the 56 too.
+    let long_empty = unhex("04 01 00 00 00 00 00 00");
+    assert!(fits::<S, 56>(&long_empty));
+    assert!(!fits::<S, 55>(&long_empty));
 
     // The real ceiling: a keyframe of 699,048 entities decodes, one more does not. The
-    // bytes are built by hand (the encoder is checked above): header `01 01 00 00 00 00`,
-    // the added count as `fc` + u32 LE, then 6 zero bytes per entity (all fields 0), and
-    // an empty list of field changes.
-    let max_added = (tickcast_shared::codec::DECODE_ALLOC_LIMIT - 56) / 24;
+    // bytes are built by hand (the encoder is checked above): header `01 01 00 00 00 00`
+    // (a `Snapshot`: all fields 0, so no list of field changes), the added count as
+    // `fc` + u32 LE, then 6 zero bytes per entity.
+    let max_added = (tickcast_shared::codec::DECODE_ALLOC_LIMIT - 48) / 24;
     assert_eq!(max_added, 699_048);
+    assert_eq!(
+        (tickcast_shared::codec::DECODE_ALLOC_LIMIT - 56) / 24,
+        max_added,
+        "the same number as a FieldSnapshot"
+    );
     let keyframe = |n: usize| {
         let mut msg = unhex("01 01 00 00 00 00 fc");
         msg.extend_from_slice(&u32::try_from(n).unwrap().to_le_bytes());
-        msg.resize(msg.len() + 6 * n + 1, 0);
+        msg.resize(msg.len() + 6 * n, 0);
         msg
     };
     assert_eq!(keyframe(65_536), encode(0, 0, 65_536, 0));
@@ -1024,14 +1288,25 @@ fn decode_ceiling_in_records() {
             bincode::error::DecodeError::LimitExceeded
         ))
     ));
+    let doc = protocol_md()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        doc.contains("A `Snapshot` claims 48 bytes")
+            && doc.contains("a `FieldSnapshot` 56")
+            && doc.contains("**699,048 entities**"),
+        "section 6 states what both forms of a snapshot claim"
+    );
 }
 
 /// What client messages claim against the 4 KiB client ceiling (section 6): the largest
-/// `Hello` (variant 4, `protocol_version` 2, two length prefixes 8 each, 32 + 64 bytes
-/// of text, the `Option` tag 1 and the token's 16 bytes) 135; an `Input` with a full
-/// payload (variant 4, `seq` 4, two `f32` 8, `buttons` 2, length 8, 32 bytes) 58; a
-/// `GameMessage` of n bytes 12 + n, so at most 4,084 bytes decode whatever the server's
-/// game-message limit, as the document says.
+/// `Hello` (4 for the variant index, `protocol_version` 2, two length prefixes 8 each,
+/// 32 + 64 bytes of text, the `Option` tag 1 and the token's 16 bytes) 135; an `Input`
+/// (variant index 4, `seq` 4, two `f32` 8, `buttons` 2) 18; an `InputWithPayload` with
+/// a full payload (the same 18, length 8, 32 bytes) 58; a `GameMessage` of n bytes
+/// 12 + n, so at most 4,084 bytes decode whatever the server's game-message limit, as
+/// the document says.
 #[test]
 fn decode_ceiling_of_client_messages() {
     type C = ClientMsg;
@@ -1051,8 +1326,13 @@ fn decode_ceiling_of_client_messages() {
         ..Input::default()
     }))
     .unwrap();
+    assert_eq!(input[0], 4);
     assert!(fits::<C, 58>(&input));
     assert!(!fits::<C, 57>(&input));
+    let plain = encode_to_vec(&ClientMsg::Input(Input::default())).unwrap();
+    assert_eq!(plain[0], 1);
+    assert!(fits::<C, 18>(&plain));
+    assert!(!fits::<C, 17>(&plain));
 
     let message = |n: usize| {
         encode_to_vec(&ClientMsg::Message(GameMessage {
@@ -1078,6 +1358,10 @@ fn decode_ceiling_of_client_messages() {
     assert!(
         doc.contains("claims 12 + n bytes") && doc.contains("more than 4,084 bytes"),
         "section 6 states the GameMessage ceiling"
+    );
+    assert!(
+        doc.contains("an `Input` 18 (") && doc.contains("payload 58 ("),
+        "section 6 states what both forms of an input claim"
     );
 }
 
@@ -1105,10 +1389,12 @@ fn run_node(script: &str) -> Option<std::process::Output> {
 }
 
 /// The JavaScript appendix of the document, run in node against the byte examples: it
-/// must decode them (the `Welcome` with its fields, the snapshots, the event), apply the
-/// keyframe and the delta, field changes included, to the worlds the document states,
+/// must decode them (the `Welcome` with its fields, the snapshots in both forms, the
+/// event), apply the keyframe and the two deltas, field changes included, to the worlds
+/// the document states, decode the long form of the plain delta to the same snapshot,
 /// refuse the delta a second time and field changes that break a rule (leaving the world
-/// as it was), and encode the client examples byte for byte. Then the same run with one
+/// as it was), and encode the client examples byte for byte (an input without a payload
+/// in the short form). Then the same run with one
 /// wrong byte in an expectation must fail, or the first run proved nothing.
 ///
 /// Without node this is not a pass: in CI (`CI=true`) it fails, so that a CI image
@@ -1171,6 +1457,17 @@ eq(JSON.stringify(held), heldJson, "the delta did not touch the world it was app
 const before = JSON.stringify(world);
 throws(() => applySnapshot(world, delta), "delta applied twice");
 eq(JSON.stringify(world), before, "world untouched by the refused delta");
+// The short form (no field change, no fields list); the long form with an empty list is the same.
+const plain = decodeServerMsg(bytes("{plain_delta}"));
+eq([plain.type, plain.tick, plain.baseTick, plain.lastInputSeq, plain.fields], ["Snapshot", 304, 303, 44, []], "plain delta");
+eq(decodeServerMsg(bytes("{plain_delta_long}")), plain, "long form without field changes");
+throws(() => decodeServerMsg(bytes("{plain_delta} 00")), "a fields count after the short form refused");
+throws(() => decodeServerMsg(bytes("{plain_delta_long}".split(" ").slice(0, -1).join(" "))), "long form without its fields count refused");
+throws(() => decodeServerMsg(bytes("05 00")), "variant 5 refused");
+world = applySnapshot(world, plain);
+eq(world, {{ tick: 304, entities: [
+  {{ id: 7, kind: "Avatar", pos: [1606, 802], vel: [0, 0], fields: f8(0, 310) }},
+  {{ id: 12, kind: "Npc", pos: [4797, 3201], vel: [-3, 1], fields: f8(1, 0) }} ] }}, "plain delta applied");
 // Wrapping prediction: i32::MAX + 1 per tick for 3 ticks; a field wraps the same way.
 const edge = {{ tick: 1, entities: [{{ id: 0, kind: "Npc", pos: [2147483647, -2147483648], vel: [1, -1], fields: f8(2147483647, -2147483648) }}] }};
 const empty = {{ tick: 4, baseTick: 1, removed: [], changed: [], added: [], fields: [] }};
@@ -1184,6 +1481,7 @@ eq(hexOf(encodeHello("ada", "lobby", welcome.sessionToken)), "{resume}", "hello 
 throws(() => decodeServerMsg(bytes("{welcome}".split(" ").slice(0, 50).join(" "))), "truncated welcome refused");
 throws(() => decodeServerMsg(bytes("{delta} 00")), "trailing byte refused");
 eq(hexOf(encodeInput(1, 1.0, 0.0, 0)), "{input}", "input");
+eq(hexOf(encodeInput(1, 1.0, 0.0, 0, new Uint8Array(0))), "{input}", "an empty payload: the short form");
 eq(hexOf(encodeInput(2, 0.0, -1.0, 1, new Uint8Array([0x2c, 0x01, 0xfb]))), "{input_payload}", "input with payload");
 throws(() => encodeInput(3, 0, 0, 0, new Uint8Array(33)), "33-byte input payload refused");
 eq(hexOf(encodeMessage(new TextEncoder().encode("hi!"))), "{message}", "game message");
@@ -1197,6 +1495,8 @@ console.log("ok");
             resume = hex_of(RESUME_HEADING),
             keyframe = hex_of(KEYFRAME_HEADING),
             delta = hex_of(DELTA_HEADING),
+            plain_delta = hex_of(PLAIN_DELTA_HEADING),
+            plain_delta_long = PLAIN_DELTA_LONG_HEX,
             event = EVENT_HEX,
             input = INPUT_HEX,
             input_payload = INPUT_PAYLOAD_HEX,
