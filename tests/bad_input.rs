@@ -398,12 +398,14 @@ async fn timeouts_and_rate_limit_close_with_their_codes() {
 #[tokio::test]
 async fn keepalive_pings_keep_an_answering_client_connected() {
     let mut c = config();
-    c.idle_timeout = Duration::from_millis(500);
-    c.ping_interval = Duration::from_millis(100);
+    // An idle timeout far above how long a loaded machine may leave this test's task
+    // unscheduled (it answers pings only while it reads).
+    c.idle_timeout = Duration::from_millis(1500);
+    c.ping_interval = Duration::from_millis(300);
     let server = start(c).await;
     let mut ws = joined(&server.ws_url("lobby")).await;
     // Reading lets tungstenite answer the server's pings; we send nothing else. The pings
-    // come at least 100 ms apart, so the 15th comes 1.5 s (3 idle timeouts) after the
+    // come at least 300 ms apart, so the 15th comes 4.5 s (3 idle timeouts) after the
     // connection opened, by the server's own clock: receiving it proves the answers kept
     // the connection alive that long, however slowly this machine runs.
     let mut pings = 0;

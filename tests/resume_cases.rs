@@ -356,9 +356,11 @@ async fn applied(ws: &mut Ws, seq: u32, movement: Vec2) -> Snapshot {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_player_closed_for_idleness_resumes_its_avatar_keyframe_first() {
     let mut c = config();
-    c.idle_timeout = Duration::from_millis(500);
-    // Pings keep coming; the frozen client below never answers them.
-    c.ping_interval = Duration::from_millis(100);
+    // Long enough that the watcher, which answers every ping, is never idle even when
+    // a loaded machine leaves its task waiting (500 ms was not, under a parallel test
+    // run and a busy loop); the frozen client below never answers.
+    c.idle_timeout = Duration::from_secs(2);
+    c.ping_interval = Duration::from_millis(250);
     let server = start(c).await;
     let url = server.ws_url("idle");
     let mut watcher = Watcher::join(&url).await;

@@ -281,8 +281,9 @@ async fn the_room_api_answers_503_to_new_rooms_and_matchmaking_while_draining() 
         "POST /matchmake while draining"
     );
     // The running game goes on, and the rest of the API still answers.
+    // (Strictly later, not necessarily the next tick: a loaded machine may skip one.)
     let tick = recv_snapshot(&mut player).await.tick;
-    assert_eq!(recv_snapshot(&mut player).await.tick, tick + 1);
+    assert!(recv_snapshot(&mut player).await.tick > tick);
     let (status, room) = http_json(addr, "GET", "/rooms/running", "").await;
     assert_eq!((status, room["players"].as_u64()), (200, Some(1)), "{room}");
     assert!(!server.task.is_finished(), "a player is still playing");
