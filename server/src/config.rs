@@ -90,8 +90,9 @@ pub struct Config {
     #[arg(long, default_value_t = 20_000)]
     pub max_connections: usize,
 
-    /// Browser Origin allowed to connect (repeatable; `*` allows any). Requests without
-    /// an Origin header (native clients) are always allowed.
+    /// Browser Origin allowed to connect besides the server's own (repeatable; `*`
+    /// allows any). Requests without an Origin header (native clients) and from the
+    /// server's own origin (its page at `/`) are always allowed.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
 

@@ -7,4 +7,5 @@ pub mod api;
 pub mod connection;
 pub mod handshake;
 pub mod http;
+pub mod page;
 pub mod tls;

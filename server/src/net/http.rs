@@ -28,7 +28,7 @@ use tracing::{debug, warn};
 
 use super::handshake::{self, Refusal};
 use super::tls::TlsConfig;
-use super::{api, connection};
+use super::{api, connection, page};
 use crate::ServerCtx;
 
 type Body = Full<Bytes>;
@@ -96,6 +96,10 @@ async fn route(
     if is_api(req.uri().path()) {
         return Ok(api::handle(req, &ctx).await);
     }
+    // The playable page and its modules (GET only; other methods get 405 below).
+    if let (&Method::GET, Some(asset)) = (req.method(), page::asset(req.uri().path())) {
+        return Ok(asset.response());
+    }
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/ws") => upgrade(req, peer, &ctx).unwrap_or_else(|refusal| {
             ctx.metrics.handshakes_refused.inc();
@@ -121,7 +125,10 @@ async fn route(
                 "the metrics could not be encoded",
             ),
         },
-        (_, "/ws" | "/healthz" | "/readyz" | "/metrics") => {
+        (_, path)
+            if matches!(path, "/ws" | "/healthz" | "/readyz" | "/metrics")
+                || page::asset(path).is_some() =>
+        {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use GET");
             // RFC 9110 section 15.5.6: a 405 lists the methods the resource supports.
             r.headers_mut()
@@ -198,7 +205,11 @@ fn upgrade(
             "expected a WebSocket upgrade (Connection: upgrade, Upgrade: websocket)",
         ));
     }
-    let room = handshake::check(req.headers(), req.uri().query(), &ctx.origins)?;
+    let transport = match ctx.tls {
+        Some(_) => handshake::Transport::Tls,
+        None => handshake::Transport::Plain,
+    };
+    let room = handshake::check(req.headers(), req.uri().query(), &ctx.origins, transport)?;
     let ticket = handshake::query_param(req.uri().query(), "ticket").map(str::to_owned);
     if ticket.is_none() && !resuming {
         match ctx.rooms.get(&room) {
