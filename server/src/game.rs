@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-pub use arena::{Arena, ArenaConfig};
+pub use arena::{Arena, ArenaConfig, AVATAR_SPEED};
 pub use tag::{Tag, TagConfig, TagEvent};
 
 use glam::Vec2;
