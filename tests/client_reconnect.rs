@@ -8,9 +8,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -21,8 +18,6 @@ use tickcast::client::{
 };
 use tickcast::shared::delta::QEntity;
 use tickcast::shared::Snapshot;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -32,126 +27,6 @@ fn fast_policy(budget: Duration) -> ReconnectPolicy {
         initial: Duration::from_millis(50),
         max: Duration::from_millis(200),
         budget,
-    }
-}
-
-/// A TCP proxy on 127.0.0.1:0 in front of `upstream`.
-struct Proxy {
-    addr: SocketAddr,
-    state: Arc<ProxyState>,
-    task: JoinHandle<()>,
-}
-
-struct ProxyState {
-    /// Cancelled to cut every connection proxied so far; replaced by a fresh one.
-    cut: Mutex<CancellationToken>,
-    /// Until then, new connections are dropped as soon as they are accepted.
-    refuse_until: Mutex<Option<Instant>>,
-    /// Connections proxied to the server.
-    proxied: AtomicUsize,
-    /// Connections dropped while refusing.
-    refused: AtomicUsize,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(ProxyState {
-            cut: Mutex::new(CancellationToken::new()),
-            refuse_until: Mutex::new(None),
-            proxied: AtomicUsize::new(0),
-            refused: AtomicUsize::new(0),
-        });
-        let shared = Arc::clone(&state);
-        let task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let refusing = shared
-                    .refuse_until
-                    .lock()
-                    .unwrap()
-                    .is_some_and(|until| Instant::now() < until);
-                if refusing {
-                    shared.refused.fetch_add(1, Ordering::SeqCst);
-                    drop(client);
-                    continue;
-                }
-                shared.proxied.fetch_add(1, Ordering::SeqCst);
-                let cut = shared.cut.lock().unwrap().clone();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    // On a cut both sockets are dropped here: each side sees its
-                    // connection end without a WebSocket close frame.
-                    tokio::select! {
-                        () = cut.cancelled() => {}
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                    }
-                });
-            }
-        });
-        Proxy { addr, state, task }
-    }
-
-    fn url(&self, room: &str) -> String {
-        format!("ws://{}/ws?room={room}", self.addr)
-    }
-
-    /// Cuts every connection proxied so far.
-    fn cut(&self) {
-        let mut cut = self.state.cut.lock().unwrap();
-        cut.cancel();
-        *cut = CancellationToken::new();
-    }
-
-    /// Cuts, and drops every new connection for `refuse`.
-    fn cut_and_refuse(&self, refuse: Duration) {
-        *self.state.refuse_until.lock().unwrap() = Some(Instant::now() + refuse);
-        self.cut();
-    }
-
-    fn proxied(&self) -> usize {
-        self.state.proxied.load(Ordering::SeqCst)
-    }
-
-    fn refused(&self) -> usize {
-        self.state.refused.load(Ordering::SeqCst)
-    }
-
-    /// Ends a refusal started by [`Proxy::cut_and_refuse`]: new connections go through.
-    fn accept_again(&self) {
-        *self.state.refuse_until.lock().unwrap() = None;
-    }
-}
-
-/// Polls the server's `GET /rooms/{room}` until it counts `want` players (a room not
-/// created yet counts none): how the test learns that the server has seen players join,
-/// or let an expired one go.
-async fn until_players(server: SocketAddr, room: &str, want: u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, info) = http_json(server, "GET", &format!("/rooms/{room}"), "").await;
-        let got = match status {
-            404 => 0,
-            200 => info["players"].as_u64().unwrap(),
-            other => panic!("GET /rooms/{room}: {other} {info}"),
-        };
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "room {room} still has {got} players, not {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-        self.cut();
     }
 }
 
@@ -307,7 +182,7 @@ async fn a_resume_after_the_grace_ends_with_session_expired() {
     let cut_at = Instant::now();
     proxy.cut_and_refuse(WAIT);
     until_reconnecting(&mut conn).await;
-    until_players(server.addr, "brief", 1).await;
+    wait_players(server.addr, "brief", 1).await;
     proxy.accept_again();
     let result = next(&mut conn).await;
     assert!(
@@ -381,8 +256,12 @@ async fn a_swarm_cut_mid_run_resumes_every_bot() {
         ..SwarmConfig::default()
     };
     let swarm = tokio::spawn(run_swarm(config, CancellationToken::new()));
-    // Cut once the server has welcomed all four, through four connections.
-    until_players(server.addr, "swarm-cut", 4).await;
+    // Cut once the server has welcomed all four, through four connections. The room
+    // does not exist until the first bot's Hello.
+    wait_until("players in room swarm-cut", Some(4), || {
+        room_players(server.addr, "swarm-cut")
+    })
+    .await;
     assert_eq!(proxy.proxied(), 4, "every bot connected before the cut");
     proxy.cut();
     let report = tokio::time::timeout(WAIT, swarm).await.unwrap().unwrap();

@@ -12,299 +12,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use common::*;
-use futures_util::StreamExt;
 use glam::Vec2;
-use tickcast::shared::codec::{decode_server, encode_to_vec};
-use tickcast::shared::{
-    ClientMsg, DisconnectReason, Hello, Input, Ping, ServerMsg, Welcome, PROTOCOL_VERSION,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
-
-/// The example key of RFC 6455 section 1.3 and the accept value it must produce.
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-
-/// A WebSocket client written out by hand over a TCP stream. It sends exactly the bytes
-/// it is given (reserved bits, unknown opcodes, fragments out of order), and it never
-/// answers or reads anything on its own, which no WebSocket library allows.
-struct RawWs {
-    stream: TcpStream,
-    /// Bytes read but not yet parsed.
-    buf: Vec<u8>,
-}
-
-impl RawWs {
-    /// Upgrades `path` with `tickcast.v2`; `recv_buffer` sets SO_RCVBUF before connecting.
-    async fn connect(addr: SocketAddr, path: &str, recv_buffer: Option<u32>) -> Self {
-        let socket = TcpSocket::new_v4().unwrap();
-        if let Some(size) = recv_buffer {
-            socket.set_recv_buffer_size(size).unwrap();
-        }
-        let mut stream = tokio::time::timeout(WAIT, socket.connect(addr))
-            .await
-            .expect("connect timed out")
-            .unwrap();
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Protocol: tickcast.v2\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut ws = Self {
-            stream,
-            buf: Vec::new(),
-        };
-        let end = tokio::time::timeout(WAIT, async {
-            loop {
-                if let Some(end) = ws.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break end;
-                }
-                ws.read_more().await;
-            }
-        })
-        .await
-        .expect("no upgrade response in time");
-        let head = String::from_utf8(ws.buf[..end].to_vec())
-            .unwrap()
-            .to_ascii_lowercase();
-        ws.buf.drain(..end + 4);
-        assert!(head.starts_with("http/1.1 101"), "{head}");
-        assert!(
-            head.contains(&format!(
-                "sec-websocket-accept: {}",
-                ACCEPT.to_ascii_lowercase()
-            )),
-            "{head}"
-        );
-        assert!(
-            head.contains("sec-websocket-protocol: tickcast.v2"),
-            "{head}"
-        );
-        ws
-    }
-
-    async fn read_more(&mut self) {
-        let n = self.stream.read_buf(&mut self.buf).await.unwrap();
-        assert_ne!(n, 0, "the server ended the stream without a close frame");
-    }
-
-    /// Writes one frame, masked as every client frame must be. `head` is its first byte:
-    /// FIN, RSV1-3 and the opcode.
-    async fn send_frame(&mut self, head: u8, payload: &[u8]) {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let mut frame = vec![head];
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n if n <= 0xffff => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
-        self.stream.write_all(&frame).await.unwrap();
-    }
-
-    /// Sends one protocol message as a single binary frame.
-    async fn send(&mut self, msg: &ClientMsg) {
-        self.send_frame(0x82, &encode_to_vec(msg).unwrap()).await;
-    }
-
-    /// The next frame from the server: its opcode and payload. Server frames are never
-    /// masked, and tickcast's server never fragments.
-    async fn frame(&mut self) -> (u8, Vec<u8>) {
-        tokio::time::timeout(WAIT, async {
-            while self.buf.len() < 2 {
-                self.read_more().await;
-            }
-            let (b0, b1) = (self.buf[0], self.buf[1]);
-            assert_eq!(b0 & 0xf0, 0x80, "FIN set, no reserved bits: {b0:#04x}");
-            assert_eq!(b1 & 0x80, 0, "a server frame must not be masked");
-            // Where the payload starts: after a 16- or 64-bit length, or right away.
-            let at = match b1 & 0x7f {
-                126 => 4,
-                127 => 10,
-                _ => 2,
-            };
-            while self.buf.len() < at {
-                self.read_more().await;
-            }
-            let len = match at {
-                4 => usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])),
-                10 => usize::try_from(u64::from_be_bytes(self.buf[2..10].try_into().unwrap()))
-                    .unwrap(),
-                _ => usize::from(b1 & 0x7f),
-            };
-            while self.buf.len() < at + len {
-                self.read_more().await;
-            }
-            let payload = self.buf[at..at + len].to_vec();
-            self.buf.drain(..at + len);
-            (b0 & 0x0f, payload)
-        })
-        .await
-        .expect("no frame in time")
-    }
-
-    /// Sends `Hello` and returns the `Welcome`, ignoring pings.
-    async fn hello(&mut self, name: &str) -> Welcome {
-        self.send(&hello_msg(name)).await;
-        loop {
-            match self.frame().await {
-                (0x2, payload) => match decode_server(&payload).unwrap() {
-                    ServerMsg::Welcome(w) => return w,
-                    other => panic!("expected Welcome, got {other:?}"),
-                },
-                (0x9, _) => continue,
-                (op, payload) => panic!("expected Welcome, got opcode {op:#x}: {payload:?}"),
-            }
-        }
-    }
-
-    /// Reads (without answering anything) up to the server's close frame; returns its
-    /// code and reason.
-    async fn expect_close(&mut self) -> (u16, String) {
-        loop {
-            match self.frame().await {
-                (0x8, p) => {
-                    assert!(p.len() >= 2, "close frame without a code");
-                    let code = u16::from_be_bytes([p[0], p[1]]);
-                    return (code, String::from_utf8(p[2..].to_vec()).unwrap());
-                }
-                (0x2 | 0x9, _) => continue,
-                (op, payload) => panic!("unexpected opcode {op:#x}: {payload:?}"),
-            }
-        }
-    }
-}
-
-fn hello_msg(name: &str) -> ClientMsg {
-    ClientMsg::Hello(Hello {
-        protocol_version: PROTOCOL_VERSION,
-        name: name.into(),
-        room: String::new(),
-        resume: None,
-    })
-}
+use tickcast::shared::codec::encode_to_vec;
+use tickcast::shared::{ClientMsg, DisconnectReason, Ping};
+use tokio::io::AsyncReadExt;
 
 fn input(seq: u32) -> ClientMsg {
-    ClientMsg::Input(Input {
-        seq,
-        movement: Vec2::X,
-        buttons: 0,
-        payload: Default::default(),
-    })
-}
-
-/// The code and reason `reason` stands for, to compare with what a client received.
-fn expected(reason: DisconnectReason) -> (u16, String) {
-    (reason.code(), reason.reason().to_owned())
-}
-
-/// A well-behaved player in the room under test. It reads everything (tungstenite
-/// answers the server's pings) and publishes the newest snapshot tick it received; its
-/// task panics if the connection ends or a tick does not increase.
-struct Watcher {
-    latest: watch::Receiver<u64>,
-    stop: CancellationToken,
-    task: JoinHandle<usize>,
-}
-
-impl Watcher {
-    /// Joins `url`; the player is in the room when this returns.
-    async fn join(url: &str) -> Self {
-        let mut ws = connect(url).await;
-        hello(&mut ws, "watcher").await;
-        let (tx, latest) = watch::channel(0);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn({
-            let stop = stop.clone();
-            async move {
-                let mut received = 0;
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => break received,
-                        msg = ws.next() => match msg {
-                            Some(Ok(Message::Binary(b))) => {
-                                if let ServerMsg::Snapshot(s) = decode_server(&b).unwrap() {
-                                    assert!(s.tick > *tx.borrow(), "ticks go back: {}", s.tick);
-                                    tx.send_replace(s.tick);
-                                    received += 1;
-                                }
-                            }
-                            Some(Ok(_)) => {}
-                            other => panic!("the watcher lost its connection: {other:?}"),
-                        }
-                    }
-                }
-            }
-        });
-        Self { latest, stop, task }
-    }
-
-    /// Waits until the watcher has received a snapshot of a tick after `tick`; returns
-    /// that tick.
-    async fn wait_past(&mut self, tick: u64) -> u64 {
-        let seen = tokio::time::timeout(WAIT, self.latest.wait_for(|t| *t > tick))
-            .await
-            .unwrap_or_else(|_| panic!("the watcher received nothing after tick {tick}"))
-            .expect("the watcher's task ended");
-        *seen
-    }
-
-    /// Stops the watcher; returns how many snapshots it received.
-    async fn finish(self) -> usize {
-        self.stop.cancel();
-        self.task.await.expect("the watcher failed")
-    }
-}
-
-/// The `players` of `GET /rooms/{room}`.
-async fn players(addr: SocketAddr, room: &str) -> u64 {
-    let (status, info) = http_json(addr, "GET", &format!("/rooms/{room}"), "").await;
-    assert_eq!(status, 200, "{info}");
-    info["players"].as_u64().unwrap()
-}
-
-/// Asks until `ask` answers `want`, for at most [`WAIT`]: the way to wait for a change
-/// the server makes on its own time and only shows through HTTP.
-async fn wait_until<T, F>(what: &str, want: T, mut ask: impl FnMut() -> F)
-where
-    T: PartialEq + std::fmt::Debug,
-    F: std::future::Future<Output = T>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let got = ask().await;
-        if got == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: still {got:?}, not {want:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-}
-
-/// The value of the metric line named `series` (name and labels) in `GET /metrics`.
-async fn server_metric(addr: SocketAddr, series: &str) -> Option<u64> {
-    let (status, text) = http(addr, "GET", "/metrics", "").await;
-    assert_eq!(status, 200);
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    input_msg(seq, Vec2::X)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,7 +48,7 @@ async fn broken_websocket_frames_close_with_1002_and_the_room_plays_on() {
         ws.send_frame(head, payload).await;
         assert_eq!(
             ws.expect_close().await,
-            expected(DisconnectReason::ProtocolError),
+            close_of(DisconnectReason::ProtocolError),
             "{what}"
         );
         tick = watcher.wait_past(tick).await;
@@ -346,7 +61,7 @@ async fn broken_websocket_frames_close_with_1002_and_the_room_plays_on() {
     ws.send_frame(0x82, &ping).await;
     assert_eq!(
         ws.expect_close().await,
-        expected(DisconnectReason::ProtocolError),
+        close_of(DisconnectReason::ProtocolError),
         "a binary frame inside a fragmented message"
     );
 
@@ -356,15 +71,15 @@ async fn broken_websocket_frames_close_with_1002_and_the_room_plays_on() {
         .await;
     assert_eq!(
         ws.expect_close().await,
-        expected(DisconnectReason::ProtocolError),
+        close_of(DisconnectReason::ProtocolError),
         "RSV2 on the Hello"
     );
 
     // The watcher was never disturbed and still receives new ticks; the offenders left.
     let tick = watcher.wait_past(tick).await;
     watcher.wait_past(tick + 3).await;
-    wait_until("players", 1, || players(server.addr, "frames")).await;
-    assert!(watcher.finish().await > 3);
+    wait_players(server.addr, "frames", 1).await;
+    assert!(watcher.finish().await.len() > 3);
     server.stop().await.unwrap();
 }
 
@@ -398,7 +113,7 @@ async fn an_input_seq_that_does_not_increase_closes_with_4002() {
         let (code, reason) = expect_close(&mut ws).await;
         assert_eq!(
             (code, reason),
-            expected(DisconnectReason::UnexpectedMessage),
+            close_of(DisconnectReason::UnexpectedMessage),
             "{what}: {seqs:?}"
         );
         tick = watcher.wait_past(tick).await;
@@ -406,7 +121,7 @@ async fn an_input_seq_that_does_not_increase_closes_with_4002() {
 
     // The room went on for the watcher, and the offenders left it.
     watcher.wait_past(tick + 3).await;
-    wait_until("players", 1, || players(server.addr, "seq")).await;
+    wait_players(server.addr, "seq", 1).await;
     watcher.finish().await;
     server.stop().await.unwrap();
 }
@@ -430,7 +145,7 @@ async fn slow_consumer_server() -> TestServer {
 /// writer is blocked on its keyframe, lets a watcher join, and overflows the reliable
 /// queue: 4 pings are queued and the player stays, the fifth closes it.
 async fn overflow(server: &TestServer) -> (RawWs, Watcher) {
-    let mut ws = RawWs::connect(server.addr, "/ws?room=queue", Some(4096)).await;
+    let mut ws = RawWs::connect(server.addr, "/ws?room=queue", Some(SMALL_WINDOW)).await;
     ws.send(&hello_msg("deaf")).await;
     // The writer has started on the keyframe (counted before it is written), and the
     // client is alone in the room, so that is the write that cannot finish.
@@ -452,10 +167,7 @@ async fn overflow(server: &TestServer) -> (RawWs, Watcher) {
     .await;
     assert_eq!(players(server.addr, "queue").await, 2);
     ws.send(&ClientMsg::Ping(Ping { nonce: 4 })).await;
-    wait_until("players after the fifth ping", 1, || {
-        players(server.addr, "queue")
-    })
-    .await;
+    wait_players(server.addr, "queue", 1).await;
     (ws, watcher)
 }
 
@@ -467,7 +179,7 @@ async fn a_client_that_lets_its_reliable_queue_overflow_is_closed_with_4005() {
     // The close frame waits behind what the client did not read; reading lets it out.
     assert_eq!(
         ws.expect_close().await,
-        expected(DisconnectReason::SlowConsumer)
+        close_of(DisconnectReason::SlowConsumer)
     );
     let tick = watcher.wait_past(tick).await;
     watcher.wait_past(tick + 3).await;
@@ -537,7 +249,7 @@ async fn a_slow_consumer_that_kept_sending_still_receives_its_4005() {
     }
     assert_eq!(
         ws.expect_close().await,
-        expected(DisconnectReason::SlowConsumer)
+        close_of(DisconnectReason::SlowConsumer)
     );
     watcher.finish().await;
     server.stop().await.unwrap();

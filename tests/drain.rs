@@ -10,14 +10,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures_util::StreamExt;
 use tickcast::shared::codec::decode_server;
 use tickcast::shared::delta::World;
-use tickcast::shared::{ClientMsg, DisconnectReason, Hello, ServerMsg, PROTOCOL_VERSION};
+use tickcast::shared::{DisconnectReason, ServerMsg, Snapshot};
 use tokio_tungstenite::tungstenite::Message;
-
-/// How often the pollers below ask again; only the deadline (`WAIT`) bounds the wait.
-const POLL: Duration = Duration::from_millis(10);
 
 async fn status(addr: SocketAddr, path: &str) -> u16 {
     http(addr, "GET", path, "").await.0
@@ -26,90 +22,13 @@ async fn status(addr: SocketAddr, path: &str) -> u16 {
 /// Asks `path` until it answers `want`: the drain starts in the task that `stop` spawns,
 /// so the test waits for the server to say so instead of guessing how long that takes.
 async fn until_status(addr: SocketAddr, path: &str, want: u16) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = status(addr, path).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} still answers {got}, not {want}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// The value of one series (name and labels exactly as rendered) in `/metrics` text.
-fn sample(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
-}
-
-async fn metrics(addr: SocketAddr) -> String {
-    let (status, text) = http(addr, "GET", "/metrics", "").await;
-    assert_eq!(status, 200);
-    text
-}
-
-/// Polls `/metrics` until `series` reads `want`.
-async fn until_metric(addr: SocketAddr, series: &str, want: u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = sample(&metrics(addr).await, series);
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} is still {got}, not {want}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// What `/metrics` says the server left out of the players' snapshot streams, on purpose:
-/// `(catch-up ticks, skipped snapshots)`. A late wake-up runs several ticks but broadcasts
-/// only the last (the server's only room is `room`), and a slow player's latest-wins slot
-/// replaces snapshots its writer has not taken yet (counted over all players).
-async fn left_out(addr: SocketAddr, room: &str) -> (u64, u64) {
-    // A wake-up adds its ticks to the total before it counts itself, and one exposition
-    // prints the total first: a wake-up finishing in between would be counted without
-    // its ticks. So the total comes from a second read, which holds every tick of every
-    // wake-up the first one counted (and perhaps more, which only widens the allowance).
-    let first = metrics(addr).await;
-    let wakeups = sample(
-        &first,
-        &format!("tickcast_room_tick_duration_seconds_count{{room=\"{room}\"}}"),
-    );
-    let ticks = sample(&metrics(addr).await, "tickcast_ticks_total");
-    (
-        ticks - wakeups,
-        sample(&first, "tickcast_snapshots_skipped_total"),
-    )
-}
-
-/// Ticks missing between the snapshots a player received before tick `upto`, the newest
-/// it held when the metrics were read. The gap that ends at `upto` is left out: its
-/// wake-up broadcast `upto` but may not have counted itself yet. Every earlier wake-up
-/// finished before that one began, and a slot's skips are counted before the next
-/// snapshot is written, so all the other gaps are in the metrics.
-fn missing_before(ticks: &[u64], upto: u64) -> u64 {
-    let before: Vec<u64> = ticks.iter().copied().take_while(|t| *t < upto).collect();
-    before.windows(2).map(|w| w[1] - w[0] - 1).sum()
+    wait_until(&format!("GET {path}"), want, || status(addr, path)).await;
 }
 
 /// The next snapshot or the close, whichever comes: `Ok(snapshot)` or `Err(close code)`.
-async fn snapshot_or_close(ws: &mut Ws) -> Result<tickcast::shared::Snapshot, u16> {
+async fn snapshot_or_close(ws: &mut Ws) -> Result<Snapshot, u16> {
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("no snapshot or close in time")
-            .expect("stream ended without a close frame")
-            .unwrap();
-        match msg {
+        match next_message(ws).await {
             Message::Binary(b) => {
                 if let ServerMsg::Snapshot(s) = decode_server(&b).unwrap() {
                     return Ok(s);
@@ -175,7 +94,8 @@ async fn running_games_go_on_during_the_drain_and_new_joins_are_refused() {
         drained_at.elapsed() >= drain_timeout,
         "closed at the drain timeout, not before"
     );
-    let (upto, (catch_up, skipped)) = accounted.expect("twenty snapshots during the drain");
+    let (upto, LeftOut { catch_up, skipped }) =
+        accounted.expect("twenty snapshots during the drain");
 
     // Nothing was lost: every tick the player did not see is a catch-up tick (a late
     // wake-up broadcasts only its last tick) or a snapshot its slot replaced, both
@@ -228,9 +148,9 @@ async fn a_dropped_player_resumes_during_the_drain_but_nobody_new_gets_in() {
     until_status(addr, "/readyz", 503).await;
     drop(player); // the network drops it mid-drain, without a close frame
                   // The server has seen the connection go (its avatar waits for the grace).
-    until_metric(addr, "tickcast_connections_open", 0).await;
+    wait_open(addr, 0).await;
     assert_eq!(
-        sample(&metrics(addr).await, "tickcast_players"),
+        count(&metrics(addr).await, "tickcast_players"),
         1,
         "the avatar is kept"
     );
@@ -238,23 +158,12 @@ async fn a_dropped_player_resumes_during_the_drain_but_nobody_new_gets_in() {
     // Back with its token: the match is still running, so it gets its avatar back.
     let resume_url = format!("{url}&resume=1");
     let mut back = connect(&resume_url).await;
-    send(
-        &mut back,
-        &ClientMsg::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            name: "blip".into(),
-            room: String::new(),
-            resume: Some(welcome.session_token),
-        }),
-    )
-    .await;
-    match recv(&mut back).await {
-        ServerMsg::Welcome(w) => assert_eq!(
-            (w.player_id, w.entity_id),
-            (welcome.player_id, welcome.entity_id)
-        ),
-        other => panic!("expected Welcome, got {other:?}"),
-    }
+    send(&mut back, &resume_msg("blip", welcome.session_token)).await;
+    let again = recv_welcome(&mut back).await;
+    assert_eq!(
+        (again.player_id, again.entity_id),
+        (welcome.player_id, welcome.entity_id)
+    );
     assert_eq!(
         recv_snapshot(&mut back).await.base_tick,
         0,
@@ -273,15 +182,6 @@ async fn a_dropped_player_resumes_during_the_drain_but_nobody_new_gets_in() {
 }
 
 async fn hello_expecting_close(ws: &mut Ws) {
-    send(
-        ws,
-        &ClientMsg::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            name: "stranger".into(),
-            room: String::new(),
-            resume: None,
-        }),
-    )
-    .await;
+    send(ws, &hello_msg("stranger")).await;
     assert_eq!(expect_close(ws).await.0, DisconnectReason::GoingAway.code());
 }

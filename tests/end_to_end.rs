@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -120,18 +119,6 @@ async fn bot(url: String, i: usize) -> Seen {
     Seen { received, missed }
 }
 
-/// Upper bound on the ticks a room advanced without a snapshot for anyone (catch-up
-/// ticks): ticks run minus wake-ups that ran them, with the wake-ups read first, since
-/// both only grow.
-async fn catch_up_ticks(addr: SocketAddr, room: &str) -> (u64, String) {
-    let wakeups = count(
-        &metrics(addr).await,
-        &format!("tickcast_room_tick_duration_seconds_count{{room=\"{room}\"}}"),
-    );
-    let text = metrics(addr).await;
-    (count(&text, "tickcast_ticks_total") - wakeups, text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_bots_each_get_every_tick_the_server_does_not_account_for() {
     let mut c = config();
@@ -147,8 +134,11 @@ async fn twenty_bots_each_get_every_tick_the_server_does_not_account_for() {
     // A tick a bot got no snapshot for was either run as catch-up (no snapshot for
     // anyone) or its snapshot was replaced in that bot's slot before being written
     // (counted once per replaced snapshot). Read after every bot finished.
-    let (catch_up, text) = catch_up_ticks(server.addr, "e2e").await;
-    let slot_skips = count(&text, "tickcast_snapshots_skipped_total");
+    let LeftOut {
+        catch_up,
+        skipped: slot_skips,
+    } = left_out(server.addr, "e2e").await;
+    let text = metrics(server.addr).await;
     let missed: u64 = seen.iter().map(|s| s.missed).sum();
     assert!(
         missed <= 20 * catch_up + slot_skips,
@@ -245,7 +235,11 @@ async fn the_swarm_report_measures_a_real_run() {
     )
     .await;
     let elapsed = began.elapsed();
-    let (catch_up, text) = catch_up_ticks(server.addr, "swarm").await;
+    let LeftOut {
+        catch_up,
+        skipped: slot_skips,
+    } = left_out(server.addr, "swarm").await;
+    let text = metrics(server.addr).await;
     assert_eq!(
         (
             report.bots_requested,
@@ -274,7 +268,6 @@ async fn the_swarm_report_measures_a_real_run() {
     // schedule: at most elapsed / period + 2 distinct ticks), and nothing was received
     // that the server did not send.
     let received = report.snapshots_received;
-    let slot_skips = count(&text, "tickcast_snapshots_skipped_total");
     assert!(
         report.snapshots_missed <= BOTS * catch_up + slot_skips,
         "{} ticks missed; {catch_up} catch-up ticks, {slot_skips} skipped snapshots",

@@ -6,9 +6,9 @@
 mod common;
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tickcast::shared::codec::decode_server;
-use tickcast::shared::{ClientMsg, DisconnectReason, Hello, Ping, ServerMsg, PROTOCOL_VERSION};
+use tickcast::shared::{ClientMsg, DisconnectReason, Ping, ServerMsg};
 use tokio_tungstenite::tungstenite::Message;
 
 /// What one client has read, counted the way the server counts what it writes: every
@@ -28,12 +28,7 @@ impl Tally {
     /// server's close. Control frames are counted and skipped.
     async fn read(&mut self, ws: &mut Ws) -> Result<ServerMsg, u16> {
         loop {
-            let msg = tokio::time::timeout(WAIT, ws.next())
-                .await
-                .expect("no message in time")
-                .expect("stream ended without a close frame")
-                .unwrap();
-            match msg {
+            match next_message(ws).await {
                 Message::Binary(bytes) => {
                     self.frames += 1;
                     self.bytes += bytes.len() as u64;
@@ -61,16 +56,7 @@ impl Tally {
 
     /// Sends Hello and reads the Welcome.
     async fn hello(&mut self, ws: &mut Ws, name: &str) {
-        send(
-            ws,
-            &ClientMsg::Hello(Hello {
-                protocol_version: PROTOCOL_VERSION,
-                name: name.into(),
-                room: String::new(),
-                resume: None,
-            }),
-        )
-        .await;
+        send(ws, &hello_msg(name)).await;
         match self.read(ws).await {
             Ok(ServerMsg::Welcome(_)) => {}
             other => panic!("expected Welcome, got {other:?}"),

@@ -8,53 +8,13 @@
 
 mod common;
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use futures_util::StreamExt;
 use tickcast::shared::codec::decode_server;
-use tickcast::shared::{DisconnectReason, ServerMsg, SUBPROTOCOL};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tickcast::shared::ServerMsg;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
-
-/// Calls `probe` every 20 ms until it returns `Ok`, and returns that value. Panics after
-/// [`WAIT`] with `what` and the last `Err`, which says what was seen instead.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match probe().await {
-            Ok(value) => return value,
-            Err(seen) if tokio::time::Instant::now() >= deadline => {
-                panic!("{what}: not within {WAIT:?}; last seen: {seen}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
-
-/// The value of the series named exactly `series` (labels included), if it is there:
-/// a room's series appear only once the room runs.
-fn value(text: &str, series: &str) -> Option<u64> {
-    text.lines()
-        .filter_map(|l| l.rsplit_once(' '))
-        .find(|(name, _)| *name == series)
-        .map(|(_, v)| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{series}: {v:?} is not a count"))
-        })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overruns_and_skipped_ticks_are_counted_and_agree_per_room() {
@@ -74,13 +34,7 @@ async fn overruns_and_skipped_ticks_are_counted_and_agree_per_room() {
     // hundred thousand entities are not what this test is about); the room ticks on.
     let mut player = connect(&server.ws_url("heavy")).await;
     hello(&mut player, "p").await;
-    player
-        .close(Some(CloseFrame {
-            code: CloseCode::Normal,
-            reason: "bye".into(),
-        }))
-        .await
-        .unwrap();
+    close_normally(&mut player).await;
 
     // How many overruns a machine sees depends on its speed, so the counts themselves
     // are only known to be positive. How they relate is exact; but the room's task
@@ -113,45 +67,6 @@ async fn overruns_and_skipped_ticks_are_counted_and_agree_per_room() {
     server.stop().await.unwrap();
 }
 
-/// A connection whose kernel receive buffer is 4 KiB, so a server that writes to it
-/// and is not read blocks after a few KiB.
-async fn small_window(addr: SocketAddr, url: &str) -> Ws {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(addr).await.unwrap();
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static(SUBPROTOCOL),
-    );
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-    let (ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
-    ws
-}
-
-/// A player that reads every snapshot, checks that ticks only go forward, and publishes
-/// the last tick it received; returns how many it received once `stop` is cancelled.
-/// (A loaded machine may make even a reading player skip a tick: the room's catch-up
-/// runs late ticks back to back and offers only the last. Skips only add to the
-/// counter the test reads, which it bounds from below.)
-async fn reader(mut ws: Ws, latest: Arc<AtomicU64>, stop: CancellationToken) -> u64 {
-    let mut last: Option<u64> = None;
-    let mut received = 0;
-    loop {
-        let snapshot = tokio::select! {
-            () = stop.cancelled() => break,
-            s = recv_snapshot(&mut ws) => s,
-        };
-        if let Some(prev) = last {
-            assert!(snapshot.tick > prev, "ticks go back: {} after {prev}", snapshot.tick);
-        }
-        last = Some(snapshot.tick);
-        received += 1;
-        latest.store(snapshot.tick, Ordering::Relaxed);
-    }
-    received
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_a_stalled_player_does_not_read_are_skipped_and_counted() {
     let mut c = config();
@@ -167,40 +82,25 @@ async fn snapshots_a_stalled_player_does_not_read_are_skipped_and_counted() {
     let addr = server.addr;
     let url = server.ws_url("skips");
 
-    let mut fast = connect(&url).await;
-    hello(&mut fast, "reads").await;
-    let latest = Arc::new(AtomicU64::new(0));
-    let stop = CancellationToken::new();
-    let reading = tokio::spawn(reader(fast, Arc::clone(&latest), stop.clone()));
+    // (A loaded machine may make even the reading player skip a tick: the room's
+    // catch-up runs late ticks back to back and offers only the last. Skips only add to
+    // the counter the test reads, which it bounds from below.)
+    let mut reading = Watcher::join(&url).await;
 
-    let mut stalled = small_window(addr, &url).await;
+    let mut stalled = connect_small_window(addr, &url).await;
     let stalled_from = hello(&mut stalled, "stalls").await.server_tick;
     let before = count(&metrics(addr).await, "tickcast_snapshots_skipped_total");
 
     // The stalled player reads nothing for 15 ticks of the room, as the reading
     // player sees them.
-    eventually("the reading player 15 ticks further", || async {
-        let now = latest.load(Ordering::Relaxed);
-        if now >= stalled_from + 15 {
-            Ok(())
-        } else {
-            Err(format!("tick {now}, stall began at {stalled_from}"))
-        }
-    })
-    .await;
-    let stalled_until = latest.load(Ordering::Relaxed);
+    let stalled_until = reading.wait_past(stalled_from + 14).await;
 
     // Then it reads again: first the keyframe its writer was stuck on, then whatever is
     // newest, which jumps over every tick it did not read.
     let mut ticks = Vec::new();
     let mut first_is_keyframe = None;
     while ticks.len() < 2 {
-        let msg = tokio::time::timeout(WAIT, stalled.next())
-            .await
-            .expect("a snapshot in time")
-            .expect("the stream goes on")
-            .unwrap();
-        if let Message::Binary(bytes) = msg {
+        if let Message::Binary(bytes) = next_message(&mut stalled).await {
             if let ServerMsg::Snapshot(s) = decode_server(&bytes).unwrap() {
                 first_is_keyframe.get_or_insert(s.base_tick == 0);
                 ticks.push(s.tick);
@@ -227,11 +127,13 @@ async fn snapshots_a_stalled_player_does_not_read_are_skipped_and_counted() {
         "{jumped} snapshots skipped for the stalled player, but the metric grew by {}",
         after - before
     );
-    stop.cancel();
     // The reading player played through the stall (it saw 15 ticks go by, in order)
     // and was not disconnected.
-    let received = reading.await.unwrap();
-    assert!(received >= 2, "the reading player received {received} snapshots");
+    let received = reading.finish().await.len();
+    assert!(
+        received >= 2,
+        "the reading player received {received} snapshots"
+    );
     server.stop().await.unwrap();
 }
 
@@ -252,17 +154,6 @@ async fn wait_gauges(addr: SocketAddr, total: u64, rooms: &[(&str, u64)]) {
         }
     })
     .await;
-}
-
-/// Leaves with close 1000, which the server echoes.
-async fn leave(ws: &mut Ws) {
-    ws.close(Some(CloseFrame {
-        code: CloseCode::Normal,
-        reason: "bye".into(),
-    }))
-    .await
-    .unwrap();
-    assert_eq!(expect_close(ws).await.0, DisconnectReason::Normal.code());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,72 +7,16 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use glam::Vec2;
 use tickcast::shared::delta::{QEntity, World};
-use tickcast::shared::{ClientMsg, DisconnectReason, Hello, Input, SessionToken, Welcome};
+use tickcast::shared::{DisconnectReason, Welcome};
 
 /// The Arena's avatar speed at full input, in units per second (`AVATAR_SPEED` in
 /// server/src/game/arena.rs, which the server crate does not export).
 const AVATAR_SPEED: f32 = 100.0;
-
-/// How often the pollers below ask again; only the deadline (`WAIT`) bounds the wait.
-const POLL: Duration = Duration::from_millis(10);
-
-/// Polls `GET /rooms/{room}` until the room counts `want` players (disconnected ones
-/// within their grace included): the server handles a close or an expiry in its own
-/// time, and this is where it says it has.
-async fn until_players(addr: SocketAddr, room: &str, want: u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, info) = http_json(addr, "GET", &format!("/rooms/{room}"), "").await;
-        assert_eq!(status, 200, "{info}");
-        let got = info["players"].as_u64().unwrap();
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "room {room} still has {got} players, not {want}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// Polls `/metrics` until no WebSocket connection is open: the server has seen a dropped
-/// connection end (and told the room, which it does before counting the connection closed).
-async fn until_no_connection(addr: SocketAddr) {
-    let series = "tickcast_connections_open ";
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, text) = http(addr, "GET", "/metrics", "").await;
-        assert_eq!(status, 200);
-        let open: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix(series))
-            .unwrap_or_else(|| panic!("no {series}in\n{text}"))
-            .parse()
-            .unwrap();
-        if open == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{open} connections still open");
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-async fn hello_resume(ws: &mut Ws, token: SessionToken) {
-    let msg = Hello {
-        protocol_version: tickcast::shared::PROTOCOL_VERSION,
-        name: "again".into(),
-        room: String::new(),
-        resume: Some(token),
-    };
-    send(ws, &ClientMsg::Hello(msg)).await;
-}
 
 /// Reads snapshots until `ticks` have been applied, and returns the player's avatar.
 async fn avatar_after(ws: &mut Ws, world: &mut World, entity: u32, ticks: usize) -> QEntity {
@@ -86,27 +30,9 @@ async fn avatar_after(ws: &mut Ws, world: &mut World, entity: u32, ticks: usize)
 async fn play_then_stop(ws: &mut Ws) -> (Welcome, QEntity) {
     let welcome = hello(ws, "traveller").await;
     let mut world = World::default();
-    send(
-        ws,
-        &ClientMsg::Input(Input {
-            seq: 1,
-            movement: Vec2::new(0.6, 0.8),
-            buttons: 0,
-            payload: Default::default(),
-        }),
-    )
-    .await;
+    send(ws, &input_msg(1, Vec2::new(0.6, 0.8))).await;
     avatar_after(ws, &mut world, welcome.entity_id, 5).await;
-    send(
-        ws,
-        &ClientMsg::Input(Input {
-            seq: 2,
-            movement: Vec2::ZERO,
-            buttons: 0,
-            payload: Default::default(),
-        }),
-    )
-    .await;
+    send(ws, &input_msg(2, Vec2::ZERO)).await;
     let stopped = avatar_after(ws, &mut world, welcome.entity_id, 5).await;
     assert_eq!(stopped.vel, [0, 0]);
     (welcome, stopped)
@@ -122,15 +48,12 @@ async fn a_dropped_player_resumes_its_avatar_within_the_grace() {
     let mut ws = connect(&url).await;
     let (welcome, stopped) = play_then_stop(&mut ws).await;
     drop(ws); // the TCP connection goes away without a close frame
-    until_no_connection(server.addr).await;
-    until_players(server.addr, "resumable", 1).await; // the avatar waits
+    wait_open(server.addr, 0).await;
+    wait_players(server.addr, "resumable", 1).await; // the avatar waits
 
     let mut back = connect(&url).await;
-    hello_resume(&mut back, welcome.session_token).await;
-    let again = match recv(&mut back).await {
-        tickcast::shared::ServerMsg::Welcome(w) => w,
-        other => panic!("expected Welcome, got {other:?}"),
-    };
+    send(&mut back, &resume_msg("again", welcome.session_token)).await;
+    let again = recv_welcome(&mut back).await;
     assert_eq!(
         (again.player_id, again.entity_id, again.session_token),
         (welcome.player_id, welcome.entity_id, welcome.session_token)
@@ -149,16 +72,7 @@ async fn a_dropped_player_resumes_its_avatar_within_the_grace() {
         .unwrap();
     assert_eq!(me.pos, stopped.pos, "the avatar waited where it stood");
     // And it is controllable again, with input sequence numbers starting over.
-    send(
-        &mut back,
-        &ClientMsg::Input(Input {
-            seq: 1,
-            movement: Vec2::X,
-            buttons: 0,
-            payload: Default::default(),
-        }),
-    )
-    .await;
+    send(&mut back, &input_msg(1, Vec2::X)).await;
     let moved = avatar_after(&mut back, &mut world, welcome.entity_id, 5).await;
     // Full speed along x, in quanta per tick.
     let speed = AVATAR_SPEED / f32::from(again.tick_rate) / again.pos_quantum;
@@ -180,16 +94,12 @@ async fn after_the_grace_the_token_is_refused() {
     let (welcome, _) = play_then_stop(&mut ws).await;
     drop(ws);
     // The grace runs out and the room removes the avatar: only the watcher is left.
-    until_players(server.addr, "strict", 1).await;
+    wait_players(server.addr, "strict", 1).await;
     let mut late = connect(&url).await;
-    hello_resume(&mut late, welcome.session_token).await;
-    let (code, reason) = expect_close(&mut late).await;
+    send(&mut late, &resume_msg("again", welcome.session_token)).await;
     assert_eq!(
-        (code, reason.as_str()),
-        (
-            DisconnectReason::SessionExpired.code(),
-            DisconnectReason::SessionExpired.reason()
-        )
+        expect_close(&mut late).await,
+        close_of(DisconnectReason::SessionExpired)
     );
     let mut fresh = connect(&url).await;
     hello(&mut fresh, "fresh").await;
@@ -217,9 +127,9 @@ async fn after_a_normal_close_the_token_is_refused_at_once() {
     let mut leaver = connect(&url).await;
     let (left, _) = play_then_stop(&mut leaver).await;
     leaver.close(None).await.unwrap();
-    until_players(server.addr, "closing", 1).await;
+    wait_players(server.addr, "closing", 1).await;
     let mut back = connect(&url).await;
-    hello_resume(&mut back, left.session_token).await;
+    send(&mut back, &resume_msg("again", left.session_token)).await;
     assert_eq!(
         expect_close(&mut back).await.0,
         DisconnectReason::SessionExpired.code()
@@ -236,28 +146,16 @@ async fn a_player_resumes_into_a_room_its_own_held_seat_fills() {
     let welcome = hello(&mut ws, "only").await;
     recv_snapshot(&mut ws).await;
     drop(ws);
-    until_no_connection(server.addr).await;
+    wait_open(server.addr, 0).await;
     // The held seat fills the room: a plain connection is refused at the handshake...
     assert_eq!(refused(&url).await, 409);
     // ...but with the resume hint the Hello decides, and the token gets the seat back.
     let mut back = connect(&format!("{url}&resume=1")).await;
-    hello_resume(&mut back, welcome.session_token).await;
-    match recv(&mut back).await {
-        tickcast::shared::ServerMsg::Welcome(w) => assert_eq!(w.entity_id, welcome.entity_id),
-        other => panic!("expected Welcome, got {other:?}"),
-    }
+    send(&mut back, &resume_msg("again", welcome.session_token)).await;
+    assert_eq!(recv_welcome(&mut back).await.entity_id, welcome.entity_id);
     // The hint proves nothing: a fresh join through it to the full room is still refused.
     let mut sneaky = connect(&format!("{url}&resume=1")).await;
-    send(
-        &mut sneaky,
-        &ClientMsg::Hello(Hello {
-            protocol_version: tickcast::shared::PROTOCOL_VERSION,
-            name: "sneaky".into(),
-            room: String::new(),
-            resume: None,
-        }),
-    )
-    .await;
+    send(&mut sneaky, &hello_msg("sneaky")).await;
     assert_eq!(
         expect_close(&mut sneaky).await.0,
         DisconnectReason::RoomFull.code()

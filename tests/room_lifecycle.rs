@@ -9,50 +9,14 @@
 
 mod common;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use tickcast::shared::{ClientMsg, DisconnectReason, Hello, PROTOCOL_VERSION, SUBPROTOCOL};
+use tickcast::shared::DisconnectReason;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_util::sync::CancellationToken;
-
-/// Calls `probe` every 20 ms until it returns `Ok`, and returns that value. Panics after
-/// [`WAIT`] with `what` and the last `Err`, which says what was seen instead.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match probe().await {
-            Ok(value) => return value,
-            Err(seen) if tokio::time::Instant::now() >= deadline => {
-                panic!("{what}: not within {WAIT:?}; last seen: {seen}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
-
-/// The status and plain-text body of a refused upgrade to `url`.
-async fn refusal(url: &str) -> (u16, String) {
-    match connect_with(url, Some(SUBPROTOCOL), None).await {
-        Ok(_) => panic!("{url}: the upgrade was accepted"),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => (
-            response.status().as_u16(),
-            String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
-                .trim()
-                .to_owned(),
-        ),
-        Err(other) => panic!("{url}: expected an HTTP refusal, got {other:?}"),
-    }
-}
 
 /// The ids of `GET /rooms`, in the order the server lists them.
 async fn listed(addr: SocketAddr) -> Vec<String> {
@@ -64,48 +28,6 @@ async fn listed(addr: SocketAddr) -> Vec<String> {
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// Waits until `GET /rooms/{id}` says the room holds `players` players. The count is
-/// updated by the room's task just after it answers the join, so it may trail a Welcome.
-async fn wait_players(addr: SocketAddr, id: &str, players: u64) {
-    eventually(&format!("room {id} with {players} players"), || async {
-        let (status, room) = http_json(addr, "GET", &format!("/rooms/{id}"), "").await;
-        match (status, room["players"].as_u64()) {
-            (200, Some(n)) if n == players => Ok(()),
-            _ => Err(format!("{status} {room}")),
-        }
-    })
-    .await;
-}
-
-/// A Hello without a resume token, sent without waiting for the answer.
-async fn send_hello(ws: &mut Ws, name: &str) {
-    send(
-        ws,
-        &ClientMsg::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            name: name.into(),
-            room: String::new(),
-            resume: None,
-        }),
-    )
-    .await;
-}
-
-/// Leaves as PROTOCOL.md section 3 says a client does: close 1000, and the server echoes it.
-async fn leave(ws: &mut Ws) {
-    ws.close(Some(CloseFrame {
-        code: CloseCode::Normal,
-        reason: "bye".into(),
-    }))
-    .await
-    .unwrap();
-    assert_eq!(
-        expect_close(ws).await.0,
-        DisconnectReason::Normal.code(),
-        "the server echoes the player's 1000"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,13 +44,10 @@ async fn max_rooms_refuses_a_new_room_at_the_handshake_at_hello_and_in_the_api()
     let mut first = connect(&server.ws_url("first")).await;
     let mut racer = connect(&server.ws_url("racer")).await;
     hello(&mut first, "first").await;
-    send_hello(&mut racer, "racer").await;
+    send(&mut racer, &hello_msg("racer")).await;
     assert_eq!(
         expect_close(&mut racer).await,
-        (
-            DisconnectReason::RoomFull.code(),
-            DisconnectReason::RoomFull.reason().to_owned()
-        ),
+        close_of(DisconnectReason::RoomFull),
         "a second room at --max-rooms 1 is refused at Hello with 4000"
     );
 

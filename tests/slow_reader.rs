@@ -8,18 +8,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use futures_util::StreamExt;
 use tickcast::client::{ConnectOptions, Connection, Event};
 use tickcast::shared::codec::decode_server;
 use tickcast::shared::delta::{QEntity, World};
-use tickcast::shared::{ServerMsg, SUBPROTOCOL};
+use tickcast::shared::ServerMsg;
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -57,56 +53,6 @@ async fn fast(mut conn: Connection, latest: watch::Sender<u64>, stop: Cancellati
     seen
 }
 
-/// The value of one series (name and labels exactly as rendered) in `/metrics` text.
-fn sample(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
-}
-
-/// What `/metrics` says the server left out of players' snapshot streams, on purpose.
-struct LeftOut {
-    /// Catch-up ticks: a late wake-up runs several ticks but broadcasts only the last,
-    /// so every player of the room misses the others. The server's only room is `room`.
-    catch_up: u64,
-    /// Snapshots replaced in a slow player's latest-wins slot before its writer took
-    /// them, over all players.
-    skipped: u64,
-}
-
-async fn left_out(addr: SocketAddr, room: &str) -> LeftOut {
-    let read = || async {
-        let (status, text) = http(addr, "GET", "/metrics", "").await;
-        assert_eq!(status, 200);
-        text
-    };
-    // A wake-up adds its ticks to the total before it counts itself, and one exposition
-    // prints the total first: a wake-up finishing in between would be counted without
-    // its ticks. So the total comes from a second read, which holds every tick of every
-    // wake-up the first one counted (and perhaps more, which only widens the allowance).
-    let first = read().await;
-    let wakeups = sample(
-        &first,
-        &format!("tickcast_room_tick_duration_seconds_count{{room=\"{room}\"}}"),
-    );
-    let ticks = sample(&read().await, "tickcast_ticks_total");
-    LeftOut {
-        catch_up: ticks - wakeups,
-        skipped: sample(&first, "tickcast_snapshots_skipped_total"),
-    }
-}
-
-/// Ticks missing between the snapshots a player received before tick `upto`, the newest
-/// it held when the metrics were read. The gap that ends at `upto` is left out: its
-/// wake-up broadcast `upto` but may not have counted itself yet. Every earlier wake-up
-/// finished before that one began, and a slot's skips are counted before the next
-/// snapshot is written, so all the other gaps are in the metrics.
-fn missing_before(ticks: &[u64], upto: u64) -> u64 {
-    let before: Vec<u64> = ticks.iter().copied().take_while(|t| *t < upto).collect();
-    before.windows(2).map(|w| w[1] - w[0] - 1).sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_skips_snapshots_but_reconstructs_exactly_what_it_is_sent() {
     let mut c = config();
@@ -127,16 +73,7 @@ async fn a_slow_reader_skips_snapshots_but_reconstructs_exactly_what_it_is_sent(
 
     // The slow player: a small receive window, and long pauses between reads. The pauses
     // are what makes it slow, not a way to wait for something.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
-    let mut req = url.as_str().into_client_request().unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static(SUBPROTOCOL),
-    );
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    let mut ws = connect_small_window(server.addr, &url).await;
     hello(&mut ws, "slow").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
 
@@ -144,12 +81,7 @@ async fn a_slow_reader_skips_snapshots_but_reconstructs_exactly_what_it_is_sent(
     let mut received: Vec<(u64, Vec<QEntity>)> = Vec::new();
     let until = tokio::time::Instant::now() + Duration::from_millis(2500);
     while tokio::time::Instant::now() < until {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let Message::Binary(bytes) = msg else {
+        let Message::Binary(bytes) = next_message(&mut ws).await else {
             continue;
         };
         let ServerMsg::Snapshot(s) = decode_server(&bytes).unwrap() else {

@@ -13,7 +13,7 @@ use common::*;
 use glam::Vec2;
 use tickcast::shared::codec::encode_snapshot_body;
 use tickcast::shared::delta::{diff, DeltaBody, QEntity, World};
-use tickcast::shared::{ClientMsg, EntityKind, Input, Snapshot};
+use tickcast::shared::{EntityKind, Snapshot};
 
 /// The sizes of the two bodies the server chooses between for a client holding
 /// `held` at `held_tick` when the world is `now` at `tick`: (delta, keyframe).
@@ -42,13 +42,7 @@ impl Checked {
     /// Sends the next input.
     async fn input(&mut self, movement: Vec2) {
         self.seq += 1;
-        let msg = ClientMsg::Input(Input {
-            seq: self.seq,
-            movement,
-            buttons: 0,
-            payload: Default::default(),
-        });
-        send(&mut self.ws, &msg).await;
+        send(&mut self.ws, &input_msg(self.seq, movement)).await;
     }
 
     /// The next snapshot, applied and checked; returns it and the avatar after it.
