@@ -169,7 +169,11 @@ mod tests {
             fields: vec![],
         };
         let bytes = encode_to_vec(&ServerMsg::Snapshot(snapshot.clone())).unwrap();
-        assert_eq!(bytes, [1, 2, 1, 0, 0, 0, 0], "the v1 layout of an empty delta");
+        assert_eq!(
+            bytes,
+            [1, 2, 1, 0, 0, 0, 0],
+            "the v1 layout of an empty delta"
+        );
         let with = Snapshot {
             fields: vec![FieldChange {
                 skip: 0,
