@@ -38,7 +38,7 @@ use tickcast::server::game::AVATAR_SPEED;
 use tickcast::server::Config;
 use tickcast::shared::{EntityKind, EntityState, Welcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -456,52 +456,6 @@ impl Bot {
         let seen = self.seen.lock().unwrap().clone();
         assert_eq!(seen.error, None, "the bot failed");
         seen
-    }
-}
-
-/// A TCP proxy on 127.0.0.1:0 in front of `upstream`, whose connections the test can
-/// cut like a network failure: both sockets are dropped, with no WebSocket close.
-struct Proxy {
-    addr: SocketAddr,
-    cut: Arc<Mutex<CancellationToken>>,
-    task: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(Mutex::new(CancellationToken::new()));
-        let current = Arc::clone(&cut);
-        let task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let cut = current.lock().unwrap().clone();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        () = cut.cancelled() => {}
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                    }
-                });
-            }
-        });
-        Proxy { addr, cut, task }
-    }
-
-    /// Cuts every connection proxied so far; later ones go through.
-    fn cut(&self) {
-        let mut cut = self.cut.lock().unwrap();
-        cut.cancel();
-        *cut = CancellationToken::new();
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-        self.cut();
     }
 }
 
