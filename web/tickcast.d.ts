@@ -60,7 +60,16 @@ export function encodeServerMsg(msg: ServerMsg): Uint8Array;
  * @returns {EntityView}
  */
 export function entityView(world: World, i: number, quantum: number, tickRate: number): EntityView;
-export function arenaStep(body: Body, input: SentInput | null, ctx: StepContext): Body;
+/**
+ * The movement rule of an avatar that walks at `speed` units per second, the Arena's
+ * (server/src/game/arena.rs) with another speed, in `f32` arithmetic like the server: an
+ * input sets the velocity to its movement, clamped to length 1, times `speed`; each tick
+ * the avatar moves by its velocity snapped to whole quanta per tick (`snap_step`), is
+ * clamped to the world, and stops on the axis of a wall it hit.
+ * @param {number} speed Units per second at full input.
+ * @returns {StepFn}
+ */
+export function walkerStep(speed: number): StepFn;
 /**
  * Connects to a room; the `welcome` event (or `close`) follows.
  * @param {ConnectOptions} options
@@ -424,6 +433,11 @@ export class Interpolator {
     /** Forgets everything (a new room, or a new player after 4008). */
     clear(): void;
 }
+/**
+ * The Arena's rule for an avatar: {@link walkerStep} at 100 units/s. The default predictor.
+ * @type {StepFn}
+ */
+export const arenaStep: StepFn;
 /**
  * @typedef {Object} PredictorOptions
  * @property {number} tickRate

@@ -1329,40 +1329,51 @@ const f32 = Math.fround;
 const roundHalfAway = (v) => (v < 0 ? -Math.round(-v) : Math.round(v));
 
 /**
- * The Arena's rule for an avatar (server/src/game/arena.rs), in `f32` arithmetic like the
- * server: an input sets the velocity to its movement, clamped to length 1, times 100
- * units/s; each tick the avatar moves by its velocity snapped to whole quanta per tick
- * (`snap_step`), is clamped to the world, and stops on the axis of a wall it hit.
+ * The movement rule of an avatar that walks at `speed` units per second, the Arena's
+ * (server/src/game/arena.rs) with another speed, in `f32` arithmetic like the server: an
+ * input sets the velocity to its movement, clamped to length 1, times `speed`; each tick
+ * the avatar moves by its velocity snapped to whole quanta per tick (`snap_step`), is
+ * clamped to the world, and stops on the axis of a wall it hit.
+ * @param {number} speed Units per second at full input.
+ * @returns {StepFn}
+ */
+export function walkerStep(speed) {
+  const full = f32(speed);
+  return (body, input, ctx) => {
+    let vx = body.vx;
+    let vy = body.vy;
+    if (input) {
+      let mx = f32(input.movement.x);
+      let my = f32(input.movement.y);
+      const lengthSq = f32(f32(mx * mx) + f32(my * my));
+      if (lengthSq > 1) {
+        const length = f32(Math.sqrt(lengthSq));
+        mx = f32(mx / length);
+        my = f32(my / length);
+      }
+      vx = f32(mx * full);
+      vy = f32(my * full);
+    }
+    const dt = f32(ctx.dt);
+    const q = f32(ctx.posQuantum);
+    const snap = (/** @type {number} */ v) => f32(roundHalfAway(f32(f32(v * dt) / q)) * q);
+    let x = f32(body.x + snap(vx));
+    let y = f32(body.y + snap(vy));
+    const cx = Math.min(Math.max(x, 0), ctx.worldSize.x);
+    const cy = Math.min(Math.max(y, 0), ctx.worldSize.y);
+    if (cx !== x) vx = 0;
+    if (cy !== y) vy = 0;
+    x = cx;
+    y = cy;
+    return { x, y, vx, vy };
+  };
+}
+
+/**
+ * The Arena's rule for an avatar: {@link walkerStep} at 100 units/s. The default predictor.
  * @type {StepFn}
  */
-export function arenaStep(body, input, ctx) {
-  let vx = body.vx;
-  let vy = body.vy;
-  if (input) {
-    let mx = f32(input.movement.x);
-    let my = f32(input.movement.y);
-    const lengthSq = f32(f32(mx * mx) + f32(my * my));
-    if (lengthSq > 1) {
-      const length = f32(Math.sqrt(lengthSq));
-      mx = f32(mx / length);
-      my = f32(my / length);
-    }
-    vx = f32(mx * 100);
-    vy = f32(my * 100);
-  }
-  const dt = f32(ctx.dt);
-  const q = f32(ctx.posQuantum);
-  const snap = (/** @type {number} */ v) => f32(roundHalfAway(f32(f32(v * dt) / q)) * q);
-  let x = f32(body.x + snap(vx));
-  let y = f32(body.y + snap(vy));
-  const cx = Math.min(Math.max(x, 0), ctx.worldSize.x);
-  const cy = Math.min(Math.max(y, 0), ctx.worldSize.y);
-  if (cx !== x) vx = 0;
-  if (cy !== y) vy = 0;
-  x = cx;
-  y = cy;
-  return { x, y, vx, vy };
-}
+export const arenaStep = walkerStep(100);
 
 /**
  * @typedef {Object} PredictorOptions

@@ -9,7 +9,7 @@
 // a read-only view of the page's state for tests and for curious players (the contract is
 // in the project's briefs; keep its names stable).
 
-import { arenaStep, connect, MAX_FIELDS, MAX_NAME_BYTES } from "./tickcast.js";
+import { arenaStep, connect, MAX_FIELDS, MAX_NAME_BYTES, walkerStep } from "./tickcast.js";
 
 /** @typedef {import("./tickcast.js").Client} Client */
 /** @typedef {import("./tickcast.js").Welcome} Welcome */
@@ -116,10 +116,6 @@ function socketUrl() {
 
 // --- prediction rules -----------------------------------------------------------------------
 
-const f32 = Math.fround;
-/** Rust's `f32::round` (half away from zero). @param {number} v */
-const roundHalfAway = (v) => (v < 0 ? -Math.round(-v) : Math.round(v));
-
 /** True while the player's own avatar carries the `it` field (tag). */
 function ownIsIt() {
   if (!client || !welcome || itField < 0) return false;
@@ -128,39 +124,13 @@ function ownIsIt() {
 }
 
 /**
- * `tag`'s movement (server/src/game/tag.rs): the Arena's, but 120 units/s while it and
- * 100 otherwise, in `f32` like the server, snapped to whole quanta per tick.
+ * `tag`'s movement (server/src/game/tag.rs): the Arena's walk, at 120 units/s while it
+ * and 100 otherwise.
  * @type {StepFn}
  */
-function tagStep(body, input, ctx) {
-  let vx = body.vx;
-  let vy = body.vy;
-  if (input) {
-    let mx = f32(input.movement.x);
-    let my = f32(input.movement.y);
-    const lengthSq = f32(f32(mx * mx) + f32(my * my));
-    if (lengthSq > 1) {
-      const length = f32(Math.sqrt(lengthSq));
-      mx = f32(mx / length);
-      my = f32(my / length);
-    }
-    const speed = ownIsIt() ? 120 : 100;
-    vx = f32(mx * speed);
-    vy = f32(my * speed);
-  }
-  const dt = f32(ctx.dt);
-  const q = f32(ctx.posQuantum);
-  const snap = (/** @type {number} */ v) => f32(roundHalfAway(f32(f32(v * dt) / q)) * q);
-  let x = f32(body.x + snap(vx));
-  let y = f32(body.y + snap(vy));
-  const cx = Math.min(Math.max(x, 0), ctx.worldSize.x);
-  const cy = Math.min(Math.max(y, 0), ctx.worldSize.y);
-  if (cx !== x) vx = 0;
-  if (cy !== y) vy = 0;
-  x = cx;
-  y = cy;
-  return { x, y, vx, vy };
-}
+const walkAsIt = walkerStep(120);
+/** @type {StepFn} */
+const tagStep = (body, input, ctx) => (ownIsIt() ? walkAsIt : arenaStep)(body, input, ctx);
 
 /**
  * The rule of the game being played: tag's for `tag`, the Arena's otherwise (the
