@@ -842,15 +842,43 @@ async fn a_held_key_moves_the_avatar_as_a_bot_sees() {
             );
         }
     }
-    // x grew by exactly the velocity times the ticks it moved, y not at all.
-    let ticks = (last.0 - first.0 + 1) as f32;
+    // x grew by a whole number of steps of the velocity, y not at all. The bot may
+    // have skipped a snapshot at either end of the motion on a loaded machine, so the
+    // number of ticks moved lies between the moving ticks it saw and the ticks between
+    // the still ones it saw on each side.
     let moved = stop.pos - start.pos;
     assert_eq!(moved.y, 0.0);
+    let step = vel.x / rate;
+    let steps = moved.x / step;
     assert!(
-        (moved.x - vel.x / rate * ticks).abs() < 1e-3,
-        "moved {} in {ticks} ticks at {}",
+        (steps - steps.round()).abs() < 1e-3,
+        "moved {} at {} per tick: not a whole number of ticks",
         moved.x,
-        vel.x
+        step
+    );
+    // Still before: the bot's whole history, since the last still snapshot it saw may
+    // be the one `until_still` returned, before the key was pressed.
+    let still_before = seen
+        .track(id, 0)
+        .iter()
+        .filter(|(t, e)| *t < first.0 && e.vel == Vec2::ZERO)
+        .map(|(t, _)| *t)
+        .max()
+        .expect("seen still before it moved");
+    let still_after = track
+        .iter()
+        .filter(|(t, e)| *t > last.0 && e.vel == Vec2::ZERO)
+        .map(|(t, _)| *t)
+        .min()
+        .expect("seen still after it moved");
+    let ticks = steps.round();
+    let (fewest, most) = (
+        (last.0 - first.0 + 1) as f32,
+        (still_after - still_before - 1) as f32,
+    );
+    assert!(
+        (fewest..=most).contains(&ticks),
+        "moved {ticks} ticks, seen moving for {fewest} and still {most} apart"
     );
     // For as long as the page saw the key held, give or take the scheduling of two
     // inputs (the press and the release): each waits for the page's next frame (its
