@@ -737,8 +737,13 @@ async fn two_pages_and_bots_share_a_room() {
             across, 0.0,
             "page {i}: the other avatar moved across its key"
         );
+        // In the key's direction, and no further than the key was held allows. How far
+        // depends on when the page's frame loop got to send the press and the release,
+        // which a loaded machine delays (a run moved 39.75 units for a key held 0.81 s),
+        // so there is no lower bound beyond moving at all; where it ended is checked
+        // exactly above, against the server.
         assert!(
-            along * sign > AVATAR_SPEED * held / 2.0 && along * sign < AVATAR_SPEED * (held + 0.5),
+            along * sign > 0.0 && along * sign < AVATAR_SPEED * (held + 0.5),
             "page {i}: the other avatar moved {along} for a key held {held} s"
         );
         // Its own avatar, predicted, ends where the server put it.
