@@ -611,45 +611,31 @@ mod tests {
         named_other.tick_lateness.observe(Duration::from_micros(1));
 
         let text = m.render().unwrap();
-        let line = |series: &str| value(&text, series);
-        assert_eq!(
-            line("tickcast_room_players{room=\"a\"}").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            line("tickcast_room_players{room=\"b\"}").as_deref(),
-            Some("2")
-        );
-        assert_eq!(
-            line("tickcast_room_players{room=\"_other\"}").as_deref(),
-            Some("4")
-        );
-        assert_eq!(
-            line("tickcast_room_tick_duration_seconds_count{room=\"_other\"}").as_deref(),
-            Some("3")
-        );
-        assert_eq!(
-            line("tickcast_room_tick_duration_seconds_bucket{room=\"_other\",le=\"0.0025\"}")
-                .as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            line("tickcast_room_tick_duration_seconds_bucket{room=\"_other\",le=\"0.005\"}")
-                .as_deref(),
-            Some("2")
-        );
-        assert_eq!(
-            line("tickcast_room_tick_lateness_seconds_count{room=\"_other\"}").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            line("tickcast_room_tick_overruns_total{room=\"_other\"}").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            line("tickcast_room_tick_duration_seconds_count{room=\"a\"}").as_deref(),
-            Some("0")
-        );
+        for (series, expected) in [
+            ("tickcast_room_players{room=\"a\"}", "1"),
+            ("tickcast_room_players{room=\"b\"}", "2"),
+            ("tickcast_room_players{room=\"_other\"}", "4"),
+            (
+                "tickcast_room_tick_duration_seconds_count{room=\"_other\"}",
+                "3",
+            ),
+            (
+                "tickcast_room_tick_duration_seconds_bucket{room=\"_other\",le=\"0.0025\"}",
+                "1",
+            ),
+            (
+                "tickcast_room_tick_duration_seconds_bucket{room=\"_other\",le=\"0.005\"}",
+                "2",
+            ),
+            (
+                "tickcast_room_tick_lateness_seconds_count{room=\"_other\"}",
+                "1",
+            ),
+            ("tickcast_room_tick_overruns_total{room=\"_other\"}", "1"),
+            ("tickcast_room_tick_duration_seconds_count{room=\"a\"}", "0"),
+        ] {
+            assert_eq!(value(&text, series).as_deref(), Some(expected), "{series}");
+        }
         let three: std::collections::BTreeMap<String, usize> = ["_other", "a", "b"]
             .map(|r| (r.to_owned(), LINES_PER_ROOM))
             .into();
