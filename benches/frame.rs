@@ -72,6 +72,7 @@ fn client_messages() -> Vec<(&'static str, ClientMsg)> {
                 name: "player-one".into(),
                 room: "lobby".into(),
                 resume: None,
+                auth_token: None,
             }),
         ),
         (

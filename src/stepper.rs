@@ -290,6 +290,7 @@ impl<G: Game> Stepper<G> {
             name: self.players[index].name.clone(),
             room: String::new(),
             resume,
+            auth_token: None,
         });
         let mut to_server = VecDeque::new();
         to_server.push_back(encode(&hello));

@@ -164,6 +164,7 @@ async fn protocol_order_and_version_are_enforced() {
             name: "future".into(),
             room: String::new(),
             resume: None,
+            auth_token: None,
         }),
     )
     .await;
@@ -180,6 +181,7 @@ async fn protocol_order_and_version_are_enforced() {
             name: "x".into(),
             room: "elsewhere".into(),
             resume: None,
+            auth_token: None,
         }),
     )
     .await;
@@ -197,6 +199,7 @@ async fn protocol_order_and_version_are_enforced() {
             name: String::new(),
             room: String::new(),
             resume: None,
+            auth_token: None,
         }),
     )
     .await;

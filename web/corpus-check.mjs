@@ -81,7 +81,7 @@ function toJson(m) {
     case "Message":
       return { type: m.type, payload: hex(m.payload) };
     case "Hello":
-      return { type: m.type, protocolVersion: m.protocolVersion, name: m.name, room: m.room, resume: m.resume ? hex(m.resume) : null };
+      return { type: m.type, protocolVersion: m.protocolVersion, name: m.name, room: m.room, resume: m.resume ? hex(m.resume) : null, authToken: m.authToken };
     case "Input":
       return { type: m.type, seq: m.seq, movement: vec2json(m.movement), buttons: m.buttons, payload: hex(m.payload) };
     case "Ping":
@@ -97,7 +97,7 @@ function toJson(m) {
 function clientFromJson(j) {
   switch (j.type) {
     case "Hello":
-      return { type: "Hello", protocolVersion: j.protocolVersion, name: j.name, room: j.room, resume: j.resume == null ? null : unhex(j.resume) };
+      return { type: "Hello", protocolVersion: j.protocolVersion, name: j.name, room: j.room, resume: j.resume == null ? null : unhex(j.resume), authToken: j.authToken };
     case "Input":
       return { type: "Input", seq: j.seq, movement: { x: f32from(j.movement.x), y: f32from(j.movement.y) }, buttons: j.buttons, payload: unhex(j.payload) };
     case "Ping":

@@ -141,6 +141,11 @@ export const CloseCode: Readonly<{
     InvalidHello: 4007;
     SessionExpired: 4008;
     GameMessageRefused: 4009;
+    AuthRequired: 4010;
+    AuthInvalid: 4011;
+    AuthExpired: 4012;
+    AuthWrongRoom: 4013;
+    Replaced: 4014;
 }>;
 /** @typedef {{ x: number, y: number }} Vec2 */
 /** @typedef {typeof FIELD_KINDS[number]} FieldKind */
@@ -154,6 +159,8 @@ export const CloseCode: Readonly<{
  * @property {string} name
  * @property {string} room
  * @property {Uint8Array | null} resume The 16-byte session token, or `null` for a new player.
+ * @property {string | null} authToken A signed player token (a JWT from the game's backend)
+ *   for servers that require one, or `null`. Sent as `HelloWithToken` (variant 5).
  */
 /**
  * @typedef {Object} Input
@@ -244,7 +251,7 @@ export class DecodeError extends Error {
     constructor(kind: "TooLarge" | "Malformed" | "TrailingBytes" | "Unsupported", message: string);
     kind: "TooLarge" | "Malformed" | "TrailingBytes" | "Unsupported";
 }
-export function encodeHello(name: string, room: string, resume?: Uint8Array | null): Uint8Array<ArrayBufferLike>;
+export function encodeHello(name: string, room: string, resume?: Uint8Array | null, authToken?: string | null): Uint8Array<ArrayBufferLike>;
 export function encodeInput(seq: number, movement: Vec2 | [number, number], buttons?: number, payload?: Uint8Array): Uint8Array<ArrayBufferLike>;
 export function encodePing(nonce: number): Uint8Array<ArrayBufferLike>;
 export function encodeMessage(payload: Uint8Array): Uint8Array<ArrayBufferLike>;
@@ -769,6 +776,11 @@ export type Hello = {
      * The 16-byte session token, or `null` for a new player.
      */
     resume: Uint8Array | null;
+    /**
+     * A signed player token (a JWT from the game's backend)
+     * for servers that require one, or `null`. Sent as `HelloWithToken` (variant 5).
+     */
+    authToken: string | null;
 };
 export type Input = {
     type: "Input";
@@ -1006,8 +1018,13 @@ export type ConnectOptions = {
      */
     ticket?: string | undefined;
     /**
-     * More query parameters for every connection
-     * (where an authentication token goes once the server defines one).
+     * A signed player token from the game's backend, for
+     * servers that require player authentication: sent in every `Hello` (never in the URL).
+     * Close codes 4010 to 4013 say what the server thought of it.
+     */
+    authToken?: string | null | undefined;
+    /**
+     * More query parameters for every connection.
      */
     params?: Record<string, string> | undefined;
     /**

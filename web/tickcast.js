@@ -71,6 +71,11 @@ export const CloseCode = Object.freeze({
   InvalidHello: 4007,
   SessionExpired: 4008,
   GameMessageRefused: 4009,
+  AuthRequired: 4010,
+  AuthInvalid: 4011,
+  AuthExpired: 4012,
+  AuthWrongRoom: 4013,
+  Replaced: 4014,
 });
 
 // ---------------------------------------------------------------------------------------
@@ -90,6 +95,8 @@ export const CloseCode = Object.freeze({
  * @property {string} name
  * @property {string} room
  * @property {Uint8Array | null} resume The 16-byte session token, or `null` for a new player.
+ * @property {string | null} authToken A signed player token (a JWT from the game's backend)
+ *   for servers that require one, or `null`. Sent as `HelloWithToken` (variant 5).
  */
 /**
  * @typedef {Object} Input
@@ -496,7 +503,9 @@ export function decodeClientMsg(data, options = {}) {
   let msg;
   const variant = r.u32();
   switch (variant) {
-    case 0: {
+    case 0:
+    case 5: {
+      // 0: without a player token; 5: the token appended.
       r.claim(4 + 2);
       const protocolVersion = r.u16();
       const name = r.string();
@@ -509,7 +518,8 @@ export function decodeClientMsg(data, options = {}) {
         r.claim(16);
         resume = r.raw(16);
       } else if (tag !== 0) throw malformed(`option tag ${tag}`);
-      msg = { type: "Hello", protocolVersion, name, room, resume };
+      const authToken = variant === 5 ? r.string() : null;
+      msg = { type: "Hello", protocolVersion, name, room, resume, authToken };
       break;
     }
     case 1:
@@ -670,12 +680,14 @@ export function encodeClientMsg(msg) {
   const w = new Writer();
   switch (msg.type) {
     case "Hello":
-      w.u32(0).u16(msg.protocolVersion).string(msg.name).string(msg.room);
+      // Without a player token the plain variant 0; with one, variant 5 with it appended.
+      w.u32(msg.authToken == null ? 0 : 5).u16(msg.protocolVersion).string(msg.name).string(msg.room);
       if (msg.resume == null) w.u8(0);
       else {
         if (msg.resume.length !== 16) throw new RangeError("a session token is 16 bytes");
         w.u8(1).raw(msg.resume);
       }
+      if (msg.authToken != null) w.string(msg.authToken);
       break;
     case "Input":
       if (msg.payload.length > MAX_INPUT_PAYLOAD) {
@@ -747,13 +759,15 @@ export function encodeServerMsg(msg) {
 }
 
 /**
- * `Hello`: joins `room` (or resumes the player whose token is `resume`).
+ * `Hello`: joins `room` (or resumes the player whose token is `resume`), with a signed
+ * player token when the server requires one.
  * @param {string} name
  * @param {string} room
  * @param {Uint8Array | null} [resume]
+ * @param {string | null} [authToken]
  */
-export const encodeHello = (name, room, resume = null) =>
-  encodeClientMsg({ type: "Hello", protocolVersion: PROTOCOL_VERSION, name, room, resume });
+export const encodeHello = (name, room, resume = null, authToken = null) =>
+  encodeClientMsg({ type: "Hello", protocolVersion: PROTOCOL_VERSION, name, room, resume, authToken });
 
 /**
  * `Input` with sequence number `seq`.
@@ -1535,8 +1549,10 @@ export class Backoff {
  *   take that player back (a page reload within the server's grace).
  * @property {string} [ticket] A matchmaking ticket (`POST /matchmake`): used for the first
  *   connection only, since it is single use.
- * @property {Record<string, string>} [params] More query parameters for every connection
- *   (where an authentication token goes once the server defines one).
+ * @property {string | null} [authToken] A signed player token from the game's backend, for
+ *   servers that require player authentication: sent in every `Hello` (never in the URL).
+ *   Close codes 4010 to 4013 say what the server thought of it.
+ * @property {Record<string, string>} [params] More query parameters for every connection.
  * @property {SocketClass} [WebSocket] `globalThis.WebSocket` by default.
  * @property {Clock} [clock] `performance.now` and the global timers by default.
  * @property {Partial<ReconnectPolicy> | false} [reconnect] `false`: never resume by itself.
@@ -1691,7 +1707,7 @@ export class Client {
     this.ws = ws;
     ws.onopen = () => {
       if (ws !== this.ws) return;
-      ws.send(encodeHello(this.options.name, this.room, this.token));
+      ws.send(encodeHello(this.options.name, this.room, this.token, this.options.authToken ?? null));
     };
     ws.onmessage = (ev) => {
       if (ws === this.ws) this.handleData(ev.data);

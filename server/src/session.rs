@@ -362,6 +362,7 @@ mod tests {
             name: "ada".into(),
             room: room.into(),
             resume: None,
+            auth_token: None,
         })
     }
 
@@ -446,6 +447,7 @@ mod tests {
                     name: "ada".into(),
                     room: String::new(),
                     resume: None,
+                    auth_token: None,
                 },
                 DisconnectReason::VersionMismatch,
             ),
@@ -455,6 +457,7 @@ mod tests {
                     name: String::new(),
                     room: String::new(),
                     resume: None,
+                    auth_token: None,
                 },
                 DisconnectReason::InvalidHello,
             ),
@@ -464,6 +467,7 @@ mod tests {
                     name: "ada".into(),
                     room: "elsewhere".into(),
                     resume: None,
+                    auth_token: None,
                 },
                 DisconnectReason::InvalidHello,
             ),

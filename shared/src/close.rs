@@ -46,11 +46,24 @@ pub enum DisconnectReason {
     /// 4009: the game refused a `GameMessage` this player sent (its `on_message` said
     /// the message is not valid for this player now).
     GameMessageRefused,
+    /// 4010: the server requires a signed player token and `Hello` carried none.
+    AuthRequired,
+    /// 4011: the player token does not verify: malformed, signed with another key or
+    /// algorithm, missing a required claim, or too long.
+    AuthInvalid,
+    /// 4012: the player token has expired (its `exp` is past, beyond the server's leeway).
+    /// A client can fetch a fresh token from its game backend and join again.
+    AuthExpired,
+    /// 4013: the player token's `room` claim names another room than the one joined.
+    AuthWrongRoom,
+    /// 4014: a newer connection authenticated as the same player (`sub`) joined this room
+    /// and took the seat over; this, the older connection, is closed.
+    Replaced,
 }
 
 impl DisconnectReason {
     /// Every reason, for tables and tests.
-    pub const ALL: [DisconnectReason; 18] = [
+    pub const ALL: [DisconnectReason; 23] = [
         Self::Normal,
         Self::GoingAway,
         Self::ProtocolError,
@@ -69,6 +82,11 @@ impl DisconnectReason {
         Self::InvalidHello,
         Self::SessionExpired,
         Self::GameMessageRefused,
+        Self::AuthRequired,
+        Self::AuthInvalid,
+        Self::AuthExpired,
+        Self::AuthWrongRoom,
+        Self::Replaced,
     ];
 
     /// The WebSocket close code sent for this reason.
@@ -92,6 +110,11 @@ impl DisconnectReason {
             Self::InvalidHello => 4007,
             Self::SessionExpired => 4008,
             Self::GameMessageRefused => 4009,
+            Self::AuthRequired => 4010,
+            Self::AuthInvalid => 4011,
+            Self::AuthExpired => 4012,
+            Self::AuthWrongRoom => 4013,
+            Self::Replaced => 4014,
         }
     }
 
@@ -116,6 +139,11 @@ impl DisconnectReason {
             Self::InvalidHello => "invalid name or room in hello",
             Self::SessionExpired => "session unknown or expired",
             Self::GameMessageRefused => "game message refused",
+            Self::AuthRequired => "player token required",
+            Self::AuthInvalid => "player token invalid",
+            Self::AuthExpired => "player token expired",
+            Self::AuthWrongRoom => "player token not valid for this room",
+            Self::Replaced => "seat taken over by a newer connection",
         }
     }
 

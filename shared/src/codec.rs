@@ -302,6 +302,7 @@ mod tests {
             name: "n".repeat(crate::validate::MAX_NAME_BYTES),
             room: "r".repeat(crate::validate::MAX_ROOM_BYTES),
             resume: Some([0xff; 16]),
+            auth_token: None,
         });
         assert_eq!(
             decode_client(&encode_to_vec(&hello).unwrap(), 1024).unwrap(),

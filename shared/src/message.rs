@@ -57,6 +57,11 @@ pub struct Hello {
     /// To resume a session after a dropped connection: the token from its `Welcome`.
     /// `None` joins as a new player.
     pub resume: Option<SessionToken>,
+    /// A signed player token (a JWT in its compact form, at most
+    /// [`crate::validate::MAX_AUTH_TOKEN_BYTES`]) from the game's backend, when the server
+    /// requires player authentication; `None` otherwise. It travels here rather than in
+    /// the upgrade URL, where proxies and access logs would keep it.
+    pub auth_token: Option<String>,
 }
 
 /// A secret that identifies a player's session in its room, for reconnecting: 16 random

@@ -6,6 +6,10 @@
 pub const MAX_NAME_BYTES: usize = 32;
 /// Longest room name, in bytes.
 pub const MAX_ROOM_BYTES: usize = 64;
+/// Longest player token (`Hello::auth_token`), in bytes. A compact JWT with an RS256
+/// signature and a handful of claims is about 600 bytes; 2 KiB leaves room for a few
+/// more claims and keeps the whole `Hello` under the 4 KiB client decode ceiling.
+pub const MAX_AUTH_TOKEN_BYTES: usize = 2048;
 
 /// Why a name or room was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

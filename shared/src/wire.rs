@@ -10,6 +10,10 @@
 //! picks the plain one whenever the extra is empty; the decoder accepts both (a field
 //! snapshot with an empty list is valid, just not what an encoder writes).
 //!
+//! `Hello` is the same: the plain variant 0 is the v2 layout without a player token, and
+//! `HelloWithToken` = 5 appends the token, so servers that require no authentication and
+//! clients that send no token keep the bytes they had.
+//!
 //! The public types keep one variant each (`Input` always has its `payload`,
 //! `Snapshot` always has its `fields`): serde converts through the enums here.
 
@@ -18,17 +22,37 @@ use serde::{Deserialize, Serialize};
 
 use crate::message::{
     Added, Changed, ClientMsg, GameEvent, GameMessage, Hello, Input, Ping, Pong, ServerMsg,
-    Snapshot, Welcome,
+    SessionToken, Snapshot, Welcome,
 };
 
 /// [`ClientMsg`] as it travels; variant indices are the wire's.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum ClientWire {
-    Hello(Hello),
+    Hello(PlainHello),
     Input(PlainInput),
     Ping(Ping),
     Message(GameMessage),
     InputWithPayload(Input),
+    HelloWithToken(TokenHello),
+}
+
+/// A hello without a player token: the layout before authentication existed.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct PlainHello {
+    protocol_version: u16,
+    name: String,
+    room: String,
+    resume: Option<SessionToken>,
+}
+
+/// A hello with a player token, appended after the plain fields.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct TokenHello {
+    protocol_version: u16,
+    name: String,
+    room: String,
+    resume: Option<SessionToken>,
+    auth_token: String,
 }
 
 /// An input without a payload: the v1 layout.
@@ -63,7 +87,31 @@ pub(crate) struct PlainSnapshot {
 impl From<ClientMsg> for ClientWire {
     fn from(msg: ClientMsg) -> Self {
         match msg {
-            ClientMsg::Hello(h) => Self::Hello(h),
+            ClientMsg::Hello(Hello {
+                protocol_version,
+                name,
+                room,
+                resume,
+                auth_token: None,
+            }) => Self::Hello(PlainHello {
+                protocol_version,
+                name,
+                room,
+                resume,
+            }),
+            ClientMsg::Hello(Hello {
+                protocol_version,
+                name,
+                room,
+                resume,
+                auth_token: Some(auth_token),
+            }) => Self::HelloWithToken(TokenHello {
+                protocol_version,
+                name,
+                room,
+                resume,
+                auth_token,
+            }),
             ClientMsg::Input(i) if i.payload.is_empty() => Self::Input(PlainInput {
                 seq: i.seq,
                 movement: i.movement,
@@ -79,7 +127,20 @@ impl From<ClientMsg> for ClientWire {
 impl From<ClientWire> for ClientMsg {
     fn from(wire: ClientWire) -> Self {
         match wire {
-            ClientWire::Hello(h) => Self::Hello(h),
+            ClientWire::Hello(h) => Self::Hello(Hello {
+                protocol_version: h.protocol_version,
+                name: h.name,
+                room: h.room,
+                resume: h.resume,
+                auth_token: None,
+            }),
+            ClientWire::HelloWithToken(h) => Self::Hello(Hello {
+                protocol_version: h.protocol_version,
+                name: h.name,
+                room: h.room,
+                resume: h.resume,
+                auth_token: Some(h.auth_token),
+            }),
             ClientWire::Input(i) => Self::Input(Input {
                 seq: i.seq,
                 movement: i.movement,

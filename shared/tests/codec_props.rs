@@ -185,12 +185,20 @@ const LONG_PAYLOAD: usize = 1100;
 const SHORT_PAYLOAD: usize = 260;
 
 fn hello() -> impl Strategy<Value = Hello> {
-    (u16_any(), text(), text(), resume()).prop_map(|(protocol_version, name, room, resume)| Hello {
-        protocol_version,
-        name,
-        room,
-        resume,
-    })
+    (
+        u16_any(),
+        text(),
+        text(),
+        resume(),
+        proptest::option::of(text()),
+    )
+        .prop_map(|(protocol_version, name, room, resume, auth_token)| Hello {
+            protocol_version,
+            name,
+            room,
+            resume,
+            auth_token,
+        })
 }
 
 fn input(f: impl Strategy<Value = f32> + Clone) -> impl Strategy<Value = Input> {
@@ -900,6 +908,7 @@ proptest! {
     /// spells them (each `FieldSpec` a string and a kind index).
     #[test]
     fn tokens_are_sixteen_raw_bytes(h in hello(), t in token(), w in welcome(f32_any())) {
+        let h = Hello { auth_token: None, ..h };
         let none = encode_to_vec(&ClientMsg::Hello(Hello { resume: None, ..h.clone() })).unwrap();
         let some = encode_to_vec(&ClientMsg::Hello(Hello { resume: Some(t), ..h })).unwrap();
         let at = none.len() - 1;
@@ -994,10 +1003,27 @@ proptest! {
         prop_assert_eq!(decode_server(&bytes).unwrap(), ServerMsg::Snapshot(s));
     }
 
+    /// A `Hello` without a player token is variant 0; with one it is variant 5, the same
+    /// fields followed by the token as a string (varint length, then its UTF-8 bytes).
+    #[test]
+    fn player_token_is_the_long_hello(h in hello(), token in text()) {
+        let plain = encode_to_vec(&ClientMsg::Hello(Hello { auth_token: None, ..h.clone() })).unwrap();
+        prop_assert_eq!(plain[0], 0);
+        let with = Hello { auth_token: Some(token.clone()), ..h };
+        let long = encode_to_vec(&ClientMsg::Hello(with.clone())).unwrap();
+        let mut expected = vec![5];
+        expected.extend_from_slice(&plain[1..]);
+        expected.extend_from_slice(&ref_varint(token.len() as u64));
+        expected.extend_from_slice(token.as_bytes());
+        prop_assert_eq!(&long, &expected);
+        prop_assert_eq!(decode_client(&long, MAX).unwrap(), ClientMsg::Hello(with));
+    }
+
     /// An `Option` tag other than 0 or 1 is malformed, whether a token follows or not.
     #[test]
     fn bad_option_tags_are_refused(h in hello(), tag in 2u8..=255, t in token()) {
-        let mut bytes = encode_to_vec(&ClientMsg::Hello(Hello { resume: None, ..h })).unwrap();
+        let plain = Hello { resume: None, auth_token: None, ..h };
+        let mut bytes = encode_to_vec(&ClientMsg::Hello(plain)).unwrap();
         *bytes.last_mut().unwrap() = tag;
         let err = decode_client(&bytes, MAX).unwrap_err();
         prop_assert!(matches!(err, DecodeError::Malformed(_)), "{err:?}");
@@ -1025,6 +1051,7 @@ proptest! {
             name: "n".repeat(name_len),
             room: "r".repeat(room_len),
             resume,
+            auth_token: None,
         });
         let bytes = encode_to_vec(&m).unwrap();
         prop_assert_eq!(decode::<ClientMsg>(&bytes, MAX).unwrap(), m.clone());

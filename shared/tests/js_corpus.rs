@@ -200,12 +200,13 @@ fn server_json(msg: &ServerMsg) -> String {
 fn client_json(msg: &ClientMsg) -> String {
     match msg {
         ClientMsg::Hello(h) => format!(
-            "{{\"type\":\"Hello\",\"protocolVersion\":{},\"name\":{},\"room\":{},\"resume\":{}}}",
+            "{{\"type\":\"Hello\",\"protocolVersion\":{},\"name\":{},\"room\":{},\"resume\":{},\"authToken\":{}}}",
             h.protocol_version,
             json_str(&h.name),
             json_str(&h.room),
             h.resume
                 .map_or("null".to_owned(), |t| format!("\"{}\"", hex(&t))),
+            h.auth_token.as_deref().map_or("null".to_owned(), json_str),
         ),
         ClientMsg::Input(i) => format!(
             "{{\"type\":\"Input\",\"seq\":{},\"movement\":{},\"buttons\":{},\"payload\":\"{}\"}}",
@@ -724,6 +725,7 @@ fn messages(corpus: &mut Corpus, seed: u64, count: usize) {
                 resume: rng
                     .chance(0.5)
                     .then(|| std::array::from_fn(|_| rng.next() as u8)),
+                auth_token: rng.chance(0.5).then(|| rng.text(40)),
             }),
             1 => ClientMsg::Input(Input {
                 seq: rng.next() as u32 >> rng.below(32),
@@ -796,6 +798,7 @@ fn examples(corpus: &mut Corpus) {
                 name: "ada".into(),
                 room: "lobby".into(),
                 resume,
+                auth_token: None,
             }))
             .unwrap(),
         );

@@ -114,6 +114,7 @@ fn hello(resume: Option<SessionToken>) -> ClientMsg {
         name: "ada".into(),
         room: "lobby".into(),
         resume,
+        auth_token: None,
     })
 }
 
@@ -161,6 +162,22 @@ fn input_with_payload() -> ClientMsg {
 fn example_hello() {
     check_client(&hello(None), HELLO_HEX);
     assert_eq!(encode_to_vec(&hello(None)).unwrap().len(), 13);
+}
+
+/// The long form of `Hello`: the same fields, then a player token. The token here is a
+/// stand-in of 5 bytes; a real one is a compact JWT of a few hundred.
+const HELLO_TOKEN_HEX: &str = "05 02 03 61 64 61 05 6c 6f 62 62 79 00 05 68 2e 70 2e 73";
+
+#[test]
+fn example_hello_with_token() {
+    let ClientMsg::Hello(plain) = hello(None) else {
+        unreachable!()
+    };
+    let with_token = ClientMsg::Hello(Hello {
+        auth_token: Some("h.p.s".into()),
+        ..plain
+    });
+    check_client(&with_token, HELLO_TOKEN_HEX);
 }
 
 #[test]
@@ -988,6 +1005,7 @@ fn strings_are_length_prefixed_utf8() {
             name: "ada".into(),
             room: String::new(),
             resume: None,
+            auth_token: None,
         })
     );
     // Invalid UTF-8 in the name.
@@ -1024,16 +1042,18 @@ fn byte_strings_are_length_prefixed_raw_bytes() {
 
 #[test]
 fn unknown_variants_are_refused() {
-    // On the wire ClientMsg has 5 variants (0..=4), ServerMsg 5 (0..=4), EntityKind 2.
+    // On the wire ClientMsg has 6 variants (0..=5), ServerMsg 5 (0..=4), EntityKind 2.
+    for six in ["06 00", "06 01 00 00 00 00 00 00 00 00 00"] {
+        assert!(matches!(
+            decode::<ClientMsg>(&unhex(six), MAX),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_client(&unhex(six), MAX),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
     for five in ["05 00", "05 01 00 00 00 00 00 00 00 00 00"] {
-        assert!(matches!(
-            decode::<ClientMsg>(&unhex(five), MAX),
-            Err(DecodeError::Malformed(_))
-        ));
-        assert!(matches!(
-            decode_client(&unhex(five), MAX),
-            Err(DecodeError::Malformed(_))
-        ));
         assert!(matches!(
             decode_server(&unhex(five)),
             Err(DecodeError::Malformed(_))
@@ -1105,6 +1125,7 @@ fn variant_tables_match_the_encoder() {
             ClientMsg::Message(GameMessage { payload: vec![] }),
         ),
         ("InputWithPayload", input(&[1])),
+        ("HelloWithToken", decode_client(&unhex(HELLO_TOKEN_HEX), MAX).unwrap()),
     ];
     let mut rows = Vec::new();
     for (n, (name, msg)) in client.iter().enumerate() {
@@ -1315,6 +1336,7 @@ fn decode_ceiling_of_client_messages() {
         name: "n".repeat(tickcast_shared::validate::MAX_NAME_BYTES),
         room: "r".repeat(tickcast_shared::validate::MAX_ROOM_BYTES),
         resume: Some([0xff; 16]),
+        auth_token: None,
     }))
     .unwrap();
     assert!(fits::<C, 135>(&largest));

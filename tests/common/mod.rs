@@ -215,6 +215,7 @@ pub fn hello_msg(name: &str) -> ClientMsg {
         name: name.into(),
         room: String::new(),
         resume: None,
+        auth_token: None,
     })
 }
 
@@ -225,6 +226,7 @@ pub fn resume_msg(name: &str, token: SessionToken) -> ClientMsg {
         name: name.into(),
         room: String::new(),
         resume: Some(token),
+        auth_token: None,
     })
 }
 

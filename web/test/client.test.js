@@ -89,7 +89,7 @@ test("inputs go out at most once per tick, the newest controls winning, and repe
   t.client.sendInput([0, 1]);
   t.client.sendInput({ x: -1, y: 0 }, 1, new Uint8Array([9]));
   assert.deepEqual(t.sent(), [
-    { type: "Hello", protocolVersion: 2, name: "ada", room: "r1", resume: null },
+    { type: "Hello", protocolVersion: 2, name: "ada", room: "r1", resume: null, authToken: null },
     { type: "Input", seq: 1, movement: { x: 1, y: 0 }, buttons: 3, payload: new Uint8Array(0) },
   ]);
   t.clock.advance(1000 / 30);

@@ -37,6 +37,7 @@ const INPUT = "01 01 00 00 80 3f 00 00 00 00 00";
 const INPUT_PAYLOAD = "04 02 00 00 00 00 00 00 80 bf 01 03 2c 01 fb";
 const MESSAGE = "03 03 68 69 21";
 const EVENT = "03 02 01 07";
+const HELLO_TOKEN = "05 02 03 61 64 61 05 6c 6f 62 62 79 00 05 68 2e 70 2e 73";
 const PING = "02 fd 00 68 e5 cf 8b 01 00 00";
 const PONG = "02 fd 00 68 e5 cf 8b 01 00 00 fc 70 11 01 00";
 const KEYFRAME = "04 fb 2c 01 00 2a 00 00 02 03 00 fb 40 01 fb 80 02 04 01 03 01 fb 80 0c fb 40 06 04 00 02 01 00 02 00 01 fb 58 02";
@@ -45,11 +46,13 @@ const DELTA = "04 fb 2f 01 fb 2c 01 2b 01 03 01 00 01 02 01 02 01 0c 00 fb 80 25
 test("the client examples encode byte for byte and decode back", () => {
   assert.equal(hex(encodeHello("ada", "lobby")), HELLO);
   assert.equal(hex(encodeHello("ada", "lobby", bytes(TOKEN))), RESUME);
+  assert.equal(hex(encodeHello("ada", "lobby", null, "h.p.s")), HELLO_TOKEN);
+  assert.deepEqual(decodeClientMsg(bytes(HELLO_TOKEN)), { type: "Hello", protocolVersion: 2, name: "ada", room: "lobby", resume: null, authToken: "h.p.s" });
   assert.equal(hex(encodeInput(1, { x: 1, y: 0 })), INPUT);
   assert.equal(hex(encodeInput(2, [0, -1], 1, new Uint8Array([0x2c, 0x01, 0xfb]))), INPUT_PAYLOAD);
   assert.equal(hex(encodeMessage(new TextEncoder().encode("hi!"))), MESSAGE);
   assert.equal(hex(encodePing(1_700_000_000_000)), PING);
-  assert.deepEqual(decodeClientMsg(bytes(RESUME)), { type: "Hello", protocolVersion: 2, name: "ada", room: "lobby", resume: bytes(TOKEN) });
+  assert.deepEqual(decodeClientMsg(bytes(RESUME)), { type: "Hello", protocolVersion: 2, name: "ada", room: "lobby", resume: bytes(TOKEN), authToken: null });
   assert.deepEqual(decodeClientMsg(bytes(INPUT_PAYLOAD)), {
     type: "Input", seq: 2, movement: { x: 0, y: -1 }, buttons: 1, payload: new Uint8Array([0x2c, 0x01, 0xfb]),
   });
@@ -236,7 +239,7 @@ test("seeded random messages of every kind round-trip", () => {
   for (let i = 0; i < 300; i++) {
     /** @type {any[]} */
     const client = [
-      { type: "Hello", protocolVersion: rnd(3), name: "n".repeat(rnd(5)) + "é", room: "r".repeat(rnd(70)), resume: rnd(2) ? Uint8Array.from({ length: 16 }, () => rnd(256)) : null },
+      { type: "Hello", protocolVersion: rnd(3), name: "n".repeat(rnd(5)) + "é", room: "r".repeat(rnd(70)), resume: rnd(2) ? Uint8Array.from({ length: 16 }, () => rnd(256)) : null, authToken: rnd(2) ? "t".repeat(rnd(300)) : null },
       { type: "Input", seq: rnd(2 ** 31) * 2, movement: { x: f32(rnd(2001) / 7 - 100), y: f32(-rnd(100) / 3) }, buttons: rnd(65_536), payload: bytesOf(32) },
       { type: "Ping", nonce: rnd(2 ** 31) * 2 ** 21 + rnd(2 ** 21) },
       { type: "Message", payload: bytesOf(400) },

@@ -118,6 +118,7 @@ where
         name: opts.name.clone(),
         room: target.room.clone(),
         resume,
+        auth_token: None,
     });
     write_msg(&writer, &mut buf, &hello).await?;
 
