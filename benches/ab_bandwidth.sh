@@ -21,8 +21,15 @@ out=$(mktemp -d)
 trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$out"' EXIT
 
 run() { # label bin_dir view_radius
+  # Every bot connects from 127.0.0.1: lift the per-address caps and room bounds, on
+  # binaries that have them (an A/B run may compare a build from before they existed).
+  local edge=()
+  if "$2/tickcast-server" --help | grep -q -- --max-connections-per-ip; then
+    edge=(--max-connections-per-ip 0 --room-creates-per-ip-per-min 100000
+      --max-room-npcs $(( NPCS > 5000 ? NPCS : 5000 )))
+  fi
   "$2/tickcast-server" --listen "127.0.0.1:$PORT" --npcs "$NPCS" --view-radius "$3" \
-    >/dev/null 2>&1 &
+    "${edge[@]}" >/dev/null 2>&1 &
   server=$!
   for _ in $(seq 50); do
     curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break

@@ -56,8 +56,12 @@ printf '%6s %10s %9s %9s %9s %12s %8s %11s %4s\n' \
   bots snap/s gap_p99 rtt_p99 cpu_s/s us/plyr/tick rss_MB KiB/bot/s ok
 for n in "${SIZES[@]}"; do
   per_room=$(( (n + ROOMS - 1) / ROOMS + 8 ))
+  # Every bot connects from 127.0.0.1: lift the per-address caps (docs/HOSTING.md, Security).
   ./target/release/tickcast-server --listen "127.0.0.1:$PORT" --npcs "$NPCS" --tick-rate "$TICK_RATE" \
     --max-players "$per_room" --max-connections $(( n + 100 )) --view-radius "$VIEW_RADIUS" \
+    --max-room-players $(( per_room > 1024 ? per_room : 1024 )) \
+    --max-room-npcs $(( NPCS > 5000 ? NPCS : 5000 )) \
+    --max-connections-per-ip 0 --room-creates-per-ip-per-min $(( ROOMS + 100 )) \
     "${server_tls[@]}" >"$out/server-$n.log" 2>&1 &
   server=$!
   for _ in $(seq 100); do

@@ -53,6 +53,9 @@ pub struct StepperOptions {
     pub max_players: usize,
     /// View radius in position quanta; 0 sends the whole world.
     pub view_radius_quanta: i64,
+    /// Each player's snapshot budget, bytes per second; 0 is none
+    /// (`--max-bytes-per-player-per-sec`).
+    pub max_bytes_per_player_per_sec: u64,
     /// Each connection's limits and deadlines.
     pub limits: Limits,
     /// How long a dropped player's avatar waits for a resume.
@@ -73,6 +76,7 @@ impl Default for StepperOptions {
             tick_rate: config.tick_rate,
             max_players: config.max_players,
             view_radius_quanta: 0,
+            max_bytes_per_player_per_sec: config.max_bytes_per_player_per_sec,
             limits: Limits::from(&config),
             reconnect_grace: config.reconnect_grace,
             ping_interval: config.ping_interval,
@@ -299,7 +303,12 @@ impl<G: Game> Stepper<G> {
         player.reading = true;
         player.conn = Some(Conn {
             session: Session::new("stepped", self.options.limits, self.now),
-            encoder: SnapshotEncoder::new(self.options.view_radius_quanta),
+            encoder: SnapshotEncoder::new(self.options.view_radius_quanta).with_budget(
+                tickcast_server::budget::Budget::new(
+                    self.options.max_bytes_per_player_per_sec,
+                    self.options.tick_rate,
+                ),
+            ),
             outlet: Outlet::new(self.options.reliable_queue),
             member: None,
             to_server,
@@ -474,9 +483,14 @@ impl<G: Game> Stepper<G> {
         match request {
             Request::Join(hello) => {
                 let outlet = conn.outlet.clone();
+                // The stepper is a server without player authentication: no identity.
+                let arrival = tickcast_server::room::Arrival {
+                    name: hello.name,
+                    identity: None,
+                };
                 let joined = match hello.resume {
-                    Some(token) => self.room.resume(&token, outlet),
-                    None => self.room.join(outlet, token),
+                    Some(token) => self.room.resume_as(&token, outlet, arrival),
+                    None => self.room.join_as(outlet, token, arrival),
                 };
                 let joined = match joined {
                     Ok(joined) => joined,

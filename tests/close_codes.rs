@@ -32,23 +32,28 @@ async fn broken_websocket_frames_close_with_1002_and_the_room_plays_on() {
     let ping = encode_to_vec(&ClientMsg::Ping(Ping { nonce: 7 })).unwrap();
 
     // Each case: what is wrong with the one frame sent after a Hello, the frame's first
-    // byte (FIN, RSV1-3, opcode) and its payload.
-    let cases: [(&str, u8, &[u8]); 7] = [
-        ("RSV1 set on a binary frame", 0xc2, &ping),
-        ("RSV3 set on a binary frame", 0x92, &ping),
-        ("reserved data opcode 0x3", 0x83, &ping),
-        ("reserved control opcode 0xB", 0x8b, b""),
-        ("a fragmented ping", 0x09, b"x"),
-        ("a ping of 126 bytes", 0x89, &[0u8; 126]),
-        ("a continuation with no message", 0x80, &ping),
+    // byte (FIN, RSV1-3, opcode), its payload, and the rule the close reason names.
+    let cases: [(&str, u8, &[u8], &str); 7] = [
+        ("RSV1 set on a binary frame", 0xc2, &ping, "reserved bits set"),
+        ("RSV3 set on a binary frame", 0x92, &ping, "reserved bits set"),
+        ("reserved data opcode 0x3", 0x83, &ping, "unknown opcode"),
+        ("reserved control opcode 0xB", 0x8b, b"", "unknown opcode"),
+        ("a fragmented ping", 0x09, b"x", "fragmented control frame"),
+        ("a ping of 126 bytes", 0x89, &[0u8; 126], "control frame too long"),
+        (
+            "a continuation with no message",
+            0x80,
+            &ping,
+            "continuation without a message",
+        ),
     ];
-    for (what, head, payload) in cases {
+    for (what, head, payload, rule) in cases {
         let mut ws = RawWs::connect(server.addr, path, None).await;
         ws.hello("mallory").await;
         ws.send_frame(head, payload).await;
         assert_eq!(
             ws.expect_close().await,
-            close_of(DisconnectReason::ProtocolError),
+            (DisconnectReason::ProtocolError.code(), rule.to_owned()),
             "{what}"
         );
         tick = watcher.wait_past(tick).await;
@@ -61,7 +66,10 @@ async fn broken_websocket_frames_close_with_1002_and_the_room_plays_on() {
     ws.send_frame(0x82, &ping).await;
     assert_eq!(
         ws.expect_close().await,
-        close_of(DisconnectReason::ProtocolError),
+        (
+            DisconnectReason::ProtocolError.code(),
+            "new message inside a fragmented one".to_owned()
+        ),
         "a binary frame inside a fragmented message"
     );
 
@@ -71,7 +79,10 @@ async fn broken_websocket_frames_close_with_1002_and_the_room_plays_on() {
         .await;
     assert_eq!(
         ws.expect_close().await,
-        close_of(DisconnectReason::ProtocolError),
+        (
+            DisconnectReason::ProtocolError.code(),
+            "reserved bits set".to_owned()
+        ),
         "RSV2 on the Hello"
     );
 

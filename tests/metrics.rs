@@ -191,20 +191,54 @@ async fn metrics_count_ticks_per_room_rejections_and_closes() {
 
 #[tokio::test]
 async fn readyz_turns_503_at_the_connection_limit() {
+    // The cap counts every TCP connection at accept, the probe's own included, so the
+    // probe keeps one connection open and asks over it.
     let mut c = config();
-    c.max_connections = 1;
+    c.max_connections = 2;
     let server = start(c).await;
-    assert_eq!(http(server.addr, "GET", "/readyz", "").await.0, 200);
-    assert_eq!(http(server.addr, "GET", "/healthz", "").await.0, 200);
+    let mut probe = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    assert_eq!(get_on(&mut probe, "/readyz").await.0, 200);
+    assert_eq!(get_on(&mut probe, "/healthz").await.0, 200);
     let mut only = connect(&server.ws_url("lobby")).await;
     hello(&mut only, "only").await;
-    let (status, body) = http(server.addr, "GET", "/readyz", "").await;
+    let (status, body) = get_on(&mut probe, "/readyz").await;
     assert_eq!((status, body.trim()), (503, "at the connection limit"));
     assert_eq!(refused(&server.ws_url("lobby")).await, 503);
     assert_eq!(
-        http(server.addr, "GET", "/healthz", "").await.0,
+        get_on(&mut probe, "/healthz").await.0,
         200,
         "alive while not ready"
     );
     server.stop().await.unwrap();
+}
+
+/// `GET path` on a connection kept open; the status and body (`Content-Length` long).
+async fn get_on(s: &mut tokio::net::TcpStream, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return (head[9..12].parse().unwrap(), body.to_owned());
+            }
+        }
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed mid-response");
+        raw.extend_from_slice(&buf[..n]);
+    }
 }

@@ -48,6 +48,30 @@ pub struct Config {
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Require a signed player token in every `Hello`, verified with the HS256 shared
+    /// secret in FILE (its bytes, a trailing newline trimmed). Off by default, so local
+    /// play stays open. See docs/HOSTING.md, "Player authentication".
+    #[arg(long, value_name = "FILE", conflicts_with = "auth_jwt_public_key_file")]
+    pub auth_jwt_secret_file: Option<PathBuf>,
+
+    /// Require a signed player token in every `Hello`, verified with the PEM public key in
+    /// FILE (RSA for RS256, or an EC P-256 key for ES256): the game backend signs with
+    /// its private key, which never reaches this server.
+    #[arg(long, value_name = "FILE")]
+    pub auth_jwt_public_key_file: Option<PathBuf>,
+
+    /// Clock skew allowed when checking a player token's `exp` (and `nbf`).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub auth_jwt_leeway: Duration,
+
+    /// When set, a player token must carry this `iss` claim.
+    #[arg(long, value_name = "ISSUER")]
+    pub auth_jwt_issuer: Option<String>,
+
+    /// When set, a player token must carry this `aud` claim.
+    #[arg(long, value_name = "AUDIENCE")]
+    pub auth_jwt_audience: Option<String>,
+
     /// Simulation ticks per second of every room; one snapshot per player per tick.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub tick_rate: u16,
@@ -86,9 +110,55 @@ pub struct Config {
     #[arg(long, default_value_t = 100)]
     pub max_labelled_rooms: usize,
 
-    /// Open WebSocket connections at once; more get HTTP 503.
+    /// Open TCP connections at once on `--listen` (WebSocket players, HTTP requests and
+    /// TLS handshakes alike), counted at accept, before TLS and HTTP: more get a canned
+    /// HTTP 503 (plain) or are closed (TLS).
     #[arg(long, default_value_t = 20_000)]
     pub max_connections: usize,
+
+    /// Open TCP connections at once from one client address (0: no limit), counted at
+    /// accept like `--max-connections`. Not lower by default: players behind one NAT, a
+    /// LAN party or a campus share an address. Load tests from one host pass a higher
+    /// value (or 0).
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
+    /// Peer address of a reverse proxy (repeatable; none by default) whose
+    /// `X-Forwarded-For` names the client for the per-IP limits. Only a proxy you run
+    /// may be trusted: anyone else could name any address and walk around the limits.
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
+    /// `POST /matchmake` requests per second from one client address, sustained; bursts
+    /// of twice that. More get HTTP 429 with `Retry-After`.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub matchmake_per_ip_per_sec: u32,
+
+    /// Rooms one client address may create per minute (joining a room that does not
+    /// exist, a matchmake that opens a room, `POST /rooms` without the admin token);
+    /// bursts of the same number. More get HTTP 429.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub room_creates_per_ip_per_min: u32,
+
+    /// Largest `npcs` of a room (`--npcs`, and `POST /rooms`, which answers 400 beyond it).
+    #[arg(long, default_value_t = 5000)]
+    pub max_room_npcs: u32,
+
+    /// Largest `max_players` of a room (`--max-players`, and `POST /rooms`, which answers
+    /// 400 beyond it).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_room_players: u64,
+
+    /// File holding the admin token (a trailing newline is ignored; an empty file stops
+    /// the server from starting). With it, `POST /rooms` and `DELETE /rooms/{id}` need
+    /// `Authorization: Bearer TOKEN`; reading rooms stays open.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Serve the room API (`/rooms*`) and `/healthz` on this address instead, e.g. a
+    /// private interface; `--listen` then answers `/rooms*` with 404.
+    #[arg(long, value_name = "ADDR")]
+    pub api_listen: Option<SocketAddr>,
 
     /// Browser Origin allowed to connect besides the server's own (repeatable; `*`
     /// allows any). Requests without an Origin header (native clients) and from the
@@ -105,7 +175,8 @@ pub struct Config {
     #[arg(long, default_value_t = 120)]
     pub max_messages_per_sec: u32,
 
-    /// Time a TCP connection has to send its HTTP request headers.
+    /// Time a TCP connection has to finish its TLS handshake, then its HTTP request
+    /// headers, and an API request its body (else 408).
     #[arg(long, default_value = "5s", value_parser = duration)]
     pub handshake_timeout: Duration,
 
@@ -160,6 +231,31 @@ pub struct Config {
     /// closes with 4005.
     #[arg(long, default_value_t = 64)]
     pub reliable_queue: usize,
+
+    /// Run as an Agones game server: tell the SDK sidecar (its REST API on 127.0.0.1)
+    /// Ready once listening, Health every `--agones-health-period`, the player count and
+    /// capacity as the Counter `players`, and Shutdown once the drain is over. A sidecar
+    /// that cannot be reached is logged and retried; it never stops the games. See
+    /// deploy/README.md.
+    #[arg(long)]
+    pub agones: bool,
+
+    /// Port of the Agones SDK sidecar's REST API on 127.0.0.1. Unset: the
+    /// `AGONES_SDK_HTTP_PORT` that Agones gives the container, else 9358.
+    #[arg(long, value_name = "PORT", requires = "agones")]
+    pub agones_sdk_port: Option<u16>,
+
+    /// Period of the Health calls to the Agones sidecar: keep it below the Fleet's
+    /// `health.periodSeconds` (5 s by default), so one late call is not a failure.
+    #[arg(long, default_value = "2s", value_parser = duration, requires = "agones")]
+    pub agones_health_period: Duration,
+
+    /// Bytes per second of snapshots each player may be sent; 0 (the default) is no
+    /// budget. When a player's deltas would exceed it, the most important changes go
+    /// first (its own avatar, near and fast-changing entities) and the rest wait, with a
+    /// priority that grows until they are sent. The burst is one second's worth.
+    #[arg(long, default_value_t = 0)]
+    pub max_bytes_per_player_per_sec: u64,
 
     /// On SIGTERM or Ctrl-C, how long running rooms may go on (no new joins meanwhile)
     /// before every player is closed with 1001. The drain ends early when no player is

@@ -2,14 +2,19 @@
 //!
 //! The I/O-free core decides behaviour: [`game`] (rules, the demo [`game::Arena`]),
 //! [`room`] (players, inputs, one quantised frame per tick), [`snapshot`] (each
-//! player's delta against what it holds), [`grid`] (areas of interest), [`schedule`]
-//! (when ticks are due), [`limits`] (rate limiting), [`session`] (one connection's protocol
-//! rules: hello, order, limits, deadlines). The async shell moves bytes: [`net`] (HTTP,
+//! player's delta against what it holds), [`budget`] (a player's bandwidth budget),
+//! [`grid`] (areas of interest), [`schedule`]
+//! (when ticks are due), [`limits`] (rate limiting), [`auth`] (player tokens),
+//! [`session`] (one connection's protocol rules: hello, order, limits, deadlines). The async shell moves bytes: [`net`] (HTTP,
 //! upgrade, reader and writer per connection), [`rooms`] (the registry and one tick
 //! task per room), [`slot`] (the latest-wins hand-off from a room to a writer).
 //!
 //! [`run`] is the whole server; the binary and the tests call it with a bound listener.
 
+pub mod auth;
+pub mod budget;
+pub mod agones;
+pub mod cluster;
 pub mod config;
 pub mod game;
 pub mod grid;
@@ -58,6 +63,20 @@ pub struct ServerCtx {
     pub tasks: TaskTracker,
     /// Present when the server speaks TLS (`--tls-cert`, `--tls-key`).
     pub tls: Option<net::tls::TlsConfig>,
+    /// The connection caps of `--listen`, checked at accept.
+    pub admission: net::admission::Admission,
+    /// `POST /matchmake` per client address (`--matchmake-per-ip-per-sec`).
+    pub matchmake_limit: net::per_ip::PerIp,
+    /// Rooms created on demand per client address (`--room-creates-per-ip-per-min`).
+    pub room_create_limit: net::per_ip::PerIp,
+    /// The token `POST /rooms` and `DELETE /rooms/{id}` need (`--admin-token-file`).
+    pub admin_token: Option<net::api::AdminToken>,
+    /// Checks player tokens when player authentication is on (`--auth-jwt-secret-file`
+    /// or `--auth-jwt-public-key-file`); `None` lets anyone join.
+    pub auth: Option<auth::Verifier>,
+    /// True when the room API has its own listener (`--api-listen`): `--listen` then
+    /// answers `/rooms*` with 404.
+    pub api_elsewhere: bool,
 }
 
 /// Runs the server with the built-in games on `listener` until `drain` is cancelled,
@@ -86,7 +105,31 @@ pub async fn run_until(
     serve(listener, config, Games::builtin(), drain, force).await
 }
 
-/// Runs the server on `listener`, hosting `games`. When `drain` is cancelled (the first SIGTERM or
+/// [`serve_with`], binding `--api-listen` first when it is given.
+///
+/// # Errors
+/// As [`serve_with`], or if `--api-listen` cannot be bound.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    games: Games,
+    drain: CancellationToken,
+    force: CancellationToken,
+) -> anyhow::Result<()> {
+    let api = match config.api_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("--api-listen {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    serve_with(listener, api, config, games, drain, force).await
+}
+
+/// Runs the server on `listener`, hosting `games`, with the room API on `api_listener`
+/// instead when one is given (then `listener` answers `/rooms*` with 404, and
+/// `api_listener` serves only `/rooms*` and `/healthz`). When `drain` is cancelled (the first SIGTERM or
 /// Ctrl-C), the server drains: new joins and new rooms are refused with 503 and
 /// `/readyz` turns 503, while running rooms go on and HTTP stays up. The drain ends when
 /// no player is left, after `--drain-timeout`, or when `force` is cancelled (a second
@@ -95,9 +138,13 @@ pub async fn run_until(
 ///
 /// # Errors
 /// If `--game` names no game in `games`, the TLS certificate or key cannot be loaded,
-/// or the listener's address cannot be read; all before anything is served.
-pub async fn serve(
+/// the admin token file cannot be read or is empty, the player-token key file cannot be
+/// read or holds no usable key, `--npcs` or `--max-players` exceed
+/// `--max-room-npcs` or `--max-room-players`, or the listener's address cannot be read;
+/// all before anything is served.
+pub async fn serve_with(
     listener: TcpListener,
+    api_listener: Option<TcpListener>,
     config: Config,
     games: Games,
     drain: CancellationToken,
@@ -110,6 +157,25 @@ pub async fn serve(
         (Some(cert), Some(key)) => Some(net::tls::load(cert, key)?),
         _ => None,
     };
+    if config.npcs > config.max_room_npcs {
+        anyhow::bail!(
+            "--npcs {} is above --max-room-npcs {}",
+            config.npcs,
+            config.max_room_npcs
+        );
+    }
+    if config.max_players as u64 > config.max_room_players {
+        anyhow::bail!(
+            "--max-players {} is above --max-room-players {}",
+            config.max_players,
+            config.max_room_players
+        );
+    }
+    let admin_token = match &config.admin_token_file {
+        Some(path) => Some(net::api::AdminToken::read(path)?),
+        None => None,
+    };
+    let auth = auth::Verifier::from_config(&config)?;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
     let tasks = TaskTracker::new();
@@ -125,12 +191,28 @@ pub async fn serve(
             drain.clone(),
         ),
         tickets: tickets::Tickets::new(config.ticket_ttl),
-        config,
-        metrics,
         draining: drain.clone(),
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
         tls,
+        admission: net::admission::Admission::new(
+            config.max_connections,
+            config.max_connections_per_ip,
+            metrics.tcp_connections_open.clone(),
+        ),
+        matchmake_limit: net::per_ip::PerIp::new(
+            f64::from(config.matchmake_per_ip_per_sec),
+            config.matchmake_per_ip_per_sec.saturating_mul(2),
+        ),
+        room_create_limit: net::per_ip::PerIp::new(
+            f64::from(config.room_creates_per_ip_per_min) / 60.0,
+            config.room_creates_per_ip_per_min,
+        ),
+        admin_token,
+        auth,
+        api_elsewhere: api_listener.is_some(),
+        config,
+        metrics,
     });
     info!(
         addr = %listener.local_addr()?,
@@ -140,8 +222,36 @@ pub async fn serve(
         npcs = ctx.config.npcs,
         "listening"
     );
-    let acceptor = tokio::spawn(accept(listener, Arc::clone(&ctx)));
+    let acceptor = tokio::spawn(accept(
+        listener,
+        net::http::Listener::Main,
+        ctx.admission.clone(),
+        Arc::clone(&ctx),
+    ));
+    let api_acceptor = match api_listener {
+        Some(api) => {
+            info!(addr = %api.local_addr()?, "room API listening");
+            // The API's own caps: players filling `--max-connections` must not lock the
+            // operator (and the liveness probe on `/healthz`) out of it.
+            let admission = net::admission::Admission::new(
+                ctx.config.max_connections,
+                ctx.config.max_connections_per_ip,
+                metrics::CountGauge::default(),
+            );
+            Some(tokio::spawn(accept(
+                api,
+                net::http::Listener::Api,
+                admission,
+                Arc::clone(&ctx),
+            )))
+        }
+        None => None,
+    };
     tasks.spawn(sweep_tickets(Arc::clone(&ctx)));
+    // Listening now: Agones may send players here.
+    let agones = ctx.config.agones.then(|| {
+        agones::Agones::start(&ctx.config, Arc::clone(&ctx.metrics), drain.clone())
+    });
 
     tokio::select! {
         () = drain.cancelled() => {}
@@ -165,6 +275,9 @@ pub async fn serve(
     info!(players = players(), "shutting down");
     shutdown.cancel();
     let _ = acceptor.await;
+    if let Some(api) = api_acceptor {
+        let _ = api.await;
+    }
     tasks.close();
     if tokio::time::timeout(ctx.config.shutdown_grace, tasks.wait())
         .await
@@ -174,6 +287,10 @@ pub async fn serve(
             remaining = tasks.len(),
             "tasks still running after the shutdown grace; exiting anyway"
         );
+    }
+    // Last: Agones deletes the pod once told, so only after every close went out.
+    if let Some(agones) = agones {
+        agones.shutdown().await;
     }
     Ok(())
 }
@@ -192,8 +309,15 @@ async fn sweep_tickets(ctx: Arc<ServerCtx>) {
 }
 
 /// Accepts TCP connections until the server shuts down (also while it drains, so
-/// health checks, metrics and running games keep working).
-async fn accept(listener: TcpListener, ctx: Arc<ServerCtx>) {
+/// health checks, metrics and running games keep working). Each one takes a permit of
+/// `admission` first, before TLS and HTTP; a connection over a cap is answered with a
+/// canned 503 (plain) or just closed (TLS), in a task of its own, and counted.
+async fn accept(
+    listener: TcpListener,
+    which: net::http::Listener,
+    admission: net::admission::Admission,
+    ctx: Arc<ServerCtx>,
+) {
     loop {
         let accepted = tokio::select! {
             () = ctx.shutdown.cancelled() => break,
@@ -201,6 +325,16 @@ async fn accept(listener: TcpListener, ctx: Arc<ServerCtx>) {
         };
         match accepted {
             Ok((stream, peer)) => {
+                let permit = match admission.admit(peer.ip()) {
+                    Ok(permit) => Arc::new(permit),
+                    Err(refused) => {
+                        ctx.metrics.count_refused(refused.label());
+                        let tls = ctx.tls.is_some();
+                        ctx.tasks
+                            .spawn(net::http::refuse_at_accept(stream, refused, tls));
+                        continue;
+                    }
+                };
                 // Snapshots are latency-sensitive and already one write per message.
                 let _ = stream.set_nodelay(true);
                 if ctx.config.send_buffer > 0 {
@@ -210,13 +344,18 @@ async fn accept(listener: TcpListener, ctx: Arc<ServerCtx>) {
                         warn!(error = %e, "cannot set the send buffer size");
                     }
                 }
+                let conn = net::http::Conn {
+                    peer,
+                    listener: which,
+                    permit,
+                };
                 match ctx.tls.clone() {
                     None => ctx
                         .tasks
-                        .spawn(net::http::serve(stream, peer, Arc::clone(&ctx))),
+                        .spawn(net::http::serve(stream, conn, Arc::clone(&ctx))),
                     Some(tls) => {
                         ctx.tasks
-                            .spawn(net::http::serve_tls(tls, stream, peer, Arc::clone(&ctx)))
+                            .spawn(net::http::serve_tls(tls, stream, conn, Arc::clone(&ctx)))
                     }
                 };
             }

@@ -59,6 +59,15 @@ pub struct Metrics {
     pub handshakes_refused: Counter,
     /// TLS handshakes that failed or timed out (only with `--tls-cert`).
     pub tls_handshakes_failed: Counter,
+    /// TCP connections on `--listen` holding an admission permit now (players, HTTP
+    /// requests, TLS handshakes): what `--max-connections` counts.
+    pub tcp_connections_open: CountGauge,
+    /// Connections turned away at accept, by the cap that was reached; each reason is
+    /// in it from the start.
+    connections_refused: Family<ReasonLabels, Counter>,
+    /// Requests refused by a per-client limit or deadline, by reason; each reason is in
+    /// it from the start.
+    requests_limited: Family<ReasonLabels, Counter>,
     /// Rooms open now.
     pub rooms_open: CountGauge,
     /// Players in rooms now. A plain atomic: the drain waits for it to reach zero.
@@ -113,6 +122,9 @@ impl Default for Metrics {
             connections_total: Counter::default(),
             handshakes_refused: Counter::default(),
             tls_handshakes_failed: Counter::default(),
+            tcp_connections_open: CountGauge::default(),
+            connections_refused: family_of(&REFUSED_REASONS),
+            requests_limited: family_of(&LIMITED_REASONS),
             rooms_open: CountGauge::default(),
             players: AtomicU64::new(0),
             ticks: Counter::default(),
@@ -133,6 +145,33 @@ impl Default for Metrics {
             rooms: Mutex::default(),
         }
     }
+}
+
+/// The `reason` labels of `tickcast_connections_refused_total` (see
+/// [`crate::net::admission::Refused::label`]).
+pub const REFUSED_REASONS: [&str; 2] = ["max_connections", "max_connections_per_ip"];
+
+/// The `reason` labels of `tickcast_requests_limited_total`: `matchmake_per_ip`
+/// (429), `room_creates_per_ip` (429), `body_timeout` (408), `admin_token` (401).
+pub const LIMITED_REASONS: [&str; 4] = [
+    "matchmake_per_ip",
+    "room_creates_per_ip",
+    "body_timeout",
+    "admin_token",
+];
+
+/// The label of the refusal counters: one of a fixed set, so the series are bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+fn family_of(reasons: &[&'static str]) -> Family<ReasonLabels, Counter> {
+    let family = Family::<ReasonLabels, Counter>::default();
+    for reason in reasons {
+        let _ = family.get_or_create(&ReasonLabels { reason });
+    }
+    family
 }
 
 /// The label of `tickcast_connections_closed_total`.
@@ -308,6 +347,24 @@ impl Metrics {
         }
     }
 
+    /// Counts a connection turned away at accept; `reason` is one of
+    /// [`REFUSED_REASONS`].
+    pub fn count_refused(&self, reason: &'static str) {
+        debug_assert!(REFUSED_REASONS.contains(&reason), "{reason}");
+        self.connections_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Counts a request refused by a per-client limit or deadline; `reason` is one of
+    /// [`LIMITED_REASONS`].
+    pub fn count_limited(&self, reason: &'static str) {
+        debug_assert!(LIMITED_REASONS.contains(&reason), "{reason}");
+        self.requests_limited
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
     /// Connections closed with `reason` so far.
     pub fn closes(&self, reason: DisconnectReason) -> u64 {
         DisconnectReason::ALL
@@ -343,6 +400,21 @@ impl Metrics {
             "tls_handshakes_failed",
             "TLS handshakes that failed or timed out",
             self.tls_handshakes_failed.clone(),
+        );
+        r.register(
+            "tcp_connections_open",
+            "TCP connections holding an admission permit",
+            self.tcp_connections_open.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections turned away at accept, by cap",
+            self.connections_refused.clone(),
+        );
+        r.register(
+            "requests_limited",
+            "Requests refused by a per-client limit or deadline, by reason",
+            self.requests_limited.clone(),
         );
         r.register("rooms_open", "Rooms open", self.rooms_open.clone());
         let players = ConstGauge::new(self.players.load(Relaxed));
@@ -528,6 +600,7 @@ mod tests {
             ("tickcast_connections_total", "counter", "0"),
             ("tickcast_handshakes_refused_total", "counter", "0"),
             ("tickcast_tls_handshakes_failed_total", "counter", "0"),
+            ("tickcast_tcp_connections_open", "gauge", "0"),
             ("tickcast_rooms_open", "gauge", "1"),
             ("tickcast_players", "gauge", "2"),
             ("tickcast_ticks_total", "counter", "0"),

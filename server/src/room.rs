@@ -77,6 +77,16 @@ pub enum JoinError {
     UnknownSession,
 }
 
+/// Who is arriving in a room: the name it plays under and, when the server requires
+/// player authentication, the verified identity (the token's `sub`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Arrival {
+    /// The display name: `Hello.name`, or the token's `name` claim.
+    pub name: String,
+    /// The token's `sub`; `None` on a server without player authentication.
+    pub identity: Option<String>,
+}
+
 /// What a player gets on joining: the `Welcome` to send and the inbox for its inputs.
 #[derive(Debug)]
 pub struct Joined {
@@ -88,6 +98,9 @@ pub struct Joined {
     pub inbox: Arc<InputInbox>,
     /// Which connection of the player this is; pass it back to leave or detach.
     pub generation: u32,
+    /// True when this join took over the seat of a player with the same identity,
+    /// rather than adding a player.
+    pub took_over: bool,
 }
 
 #[derive(Debug)]
@@ -98,7 +111,12 @@ struct PlayerSlot<O> {
     /// Where snapshots go; `None` while the player is disconnected within its grace.
     outlet: Option<O>,
     token: SessionToken,
-    /// Bumped on every resume, so a leave from an older connection is ignored.
+    /// The verified identity the player joined with, if the server requires one: one
+    /// identity holds one seat, and only it may resume the seat.
+    identity: Option<String>,
+    /// The name it plays under.
+    name: String,
+    /// Bumped on every resume or takeover, so a leave from an older connection is ignored.
     generation: u32,
     /// When the connection dropped, if it did.
     detached_at: Option<Instant>,
@@ -178,26 +196,59 @@ impl<G: Game, O: PlayerOutlet> Room<G, O> {
         self
     }
 
-    /// Adds a player, spawning its entity. `token` is the session secret the player
-    /// can resume with (random bytes from the caller: the room has no randomness of its own).
+    /// Adds a player with no name or identity, spawning its entity. `token` is the
+    /// session secret the player can resume with (random bytes from the caller: the
+    /// room has no randomness of its own).
     ///
     /// # Errors
     /// [`JoinError::Full`] when the room has `max_players` players (disconnected players
     /// within their grace still hold their seat).
     pub fn join(&mut self, outlet: O, token: SessionToken) -> Result<Joined, JoinError> {
+        self.join_as(outlet, token, Arrival::default())
+    }
+
+    /// [`Room::join`] for `arrival`. When its identity already holds a seat here, the
+    /// join takes that seat over instead of adding a player (so a room full of others
+    /// does not refuse it): the same player, entity and session token on the new
+    /// connection, and the older connection, if still attached, is closed with
+    /// `Replaced`. `token` is then unused.
+    ///
+    /// # Errors
+    /// As [`Room::join`].
+    pub fn join_as(
+        &mut self,
+        outlet: O,
+        token: SessionToken,
+        arrival: Arrival,
+    ) -> Result<Joined, JoinError> {
+        let params = self.welcome_params();
+        if let Some(identity) = arrival.identity.as_deref() {
+            let seated = self
+                .players
+                .iter_mut()
+                .find(|(_, slot)| slot.identity.as_deref() == Some(identity));
+            if let Some((player_id, slot)) = seated {
+                replace_connection(slot);
+                slot.name = arrival.name;
+                let mut joined = attach(slot, *player_id, outlet, params);
+                joined.took_over = true;
+                return Ok(joined);
+            }
+        }
         if self.players.len() >= self.max_players {
             return Err(JoinError::Full);
         }
         let player_id = self.next_player_id;
         self.next_player_id += 1;
         let entity = self.game.spawn_player(player_id);
-        let params = self.welcome_params();
         let slot = self.players.entry(player_id).or_insert(PlayerSlot {
             entity,
             inbox: Arc::default(),
             last_applied_seq: 0,
             outlet: None,
             token,
+            identity: arrival.identity,
+            name: arrival.name,
             generation: 0,
             detached_at: None,
         });
@@ -210,12 +261,31 @@ impl<G: Game, O: PlayerOutlet> Room<G, O> {
     /// # Errors
     /// [`JoinError::UnknownSession`] if no player holds `token`.
     pub fn resume(&mut self, token: &SessionToken, outlet: O) -> Result<Joined, JoinError> {
+        self.resume_as(token, outlet, Arrival::default())
+    }
+
+    /// [`Room::resume`] for `arrival`, which must have the identity the player joined
+    /// with (none for none): a session token alone never takes over another identity's
+    /// seat. The player's name becomes `arrival`'s. An identified player's older
+    /// connection, if still attached, is closed with `Replaced`.
+    ///
+    /// # Errors
+    /// [`JoinError::UnknownSession`] if no player holds `token`, or it holds it under
+    /// another identity: the same answer, so that a guesser learns nothing.
+    pub fn resume_as(
+        &mut self,
+        token: &SessionToken,
+        outlet: O,
+        arrival: Arrival,
+    ) -> Result<Joined, JoinError> {
         let params = self.welcome_params();
         let (player_id, slot) = self
             .players
             .iter_mut()
-            .find(|(_, slot)| slot.token == *token)
+            .find(|(_, slot)| slot.token == *token && slot.identity == arrival.identity)
             .ok_or(JoinError::UnknownSession)?;
+        replace_connection(slot);
+        slot.name = arrival.name;
         Ok(attach(slot, *player_id, outlet, params))
     }
 
@@ -407,6 +477,27 @@ impl<G: Game, O: PlayerOutlet> Room<G, O> {
     pub fn entity_of(&self, player: PlayerId) -> Option<EntityId> {
         self.players.get(&player).map(|s| s.entity)
     }
+
+    /// The name a player plays under.
+    pub fn name_of(&self, player: PlayerId) -> Option<&str> {
+        self.players.get(&player).map(|s| s.name.as_str())
+    }
+
+    /// The names of the players, in the order they first joined.
+    pub fn player_names(&self) -> Vec<String> {
+        self.players.values().map(|s| s.name.clone()).collect()
+    }
+}
+
+/// Closes an identified player's attached connection, because a newer one of the same
+/// identity is taking the seat. An anonymous player's old connection is left as it was
+/// (a resume only happens after the client lost it).
+fn replace_connection<O: PlayerOutlet>(slot: &mut PlayerSlot<O>) {
+    if slot.identity.is_some() {
+        if let Some(old) = slot.outlet.take() {
+            old.disconnect(DisconnectReason::Replaced);
+        }
+    }
 }
 
 /// A field name cut to [`MAX_FIELD_NAME_BYTES`] at a character boundary, or
@@ -464,6 +555,7 @@ fn attach<O>(
         welcome,
         inbox: Arc::clone(&slot.inbox),
         generation: slot.generation,
+        took_over: false,
     }
 }
 
@@ -665,6 +757,126 @@ mod session_tests {
             r.resume(&[2; 16], Nowhere).unwrap_err(),
             JoinError::UnknownSession
         );
+    }
+
+    /// Records the disconnect a room orders.
+    #[derive(Clone, Default)]
+    struct Ear(std::rc::Rc<std::cell::Cell<Option<DisconnectReason>>>);
+    impl PlayerOutlet for Ear {
+        fn offer(&self, _: PlayerSnapshot) {}
+        fn event(&self, _: Bytes) {}
+        fn disconnect(&self, reason: DisconnectReason) {
+            self.0.set(Some(reason));
+        }
+    }
+
+    fn who(name: &str, sub: Option<&str>) -> Arrival {
+        Arrival {
+            name: name.into(),
+            identity: sub.map(Into::into),
+        }
+    }
+
+    fn arena_room<O: PlayerOutlet>(max_players: usize) -> Room<Arena, O> {
+        Room::new(Arena::new(ArenaConfig::default()), 30, max_players)
+    }
+
+    #[test]
+    fn the_same_identity_takes_its_seat_over_even_in_a_full_room() {
+        let mut r = arena_room::<Ear>(2);
+        let first = Ear::default();
+        let a = r
+            .join_as(first.clone(), [1; 16], who("ada", Some("s-1")))
+            .unwrap();
+        r.join_as(Ear::default(), [2; 16], who("bob", Some("s-2")))
+            .unwrap();
+        let second = Ear::default();
+        let b = r
+            .join_as(second.clone(), [3; 16], who("Ada L.", Some("s-1")))
+            .unwrap();
+        assert!(b.took_over && !a.took_over);
+        assert_eq!(
+            (b.player_id, b.welcome.entity_id, b.welcome.session_token),
+            (a.player_id, a.welcome.entity_id, [1; 16])
+        );
+        assert_eq!(b.generation, a.generation + 1);
+        assert_eq!(first.0.get(), Some(DisconnectReason::Replaced));
+        assert_eq!(second.0.get(), None);
+        assert_eq!(r.player_names(), ["Ada L.", "bob"]);
+        // The replaced connection's late leave does not remove the new one.
+        assert!(!r.leave(a.player_id, a.generation));
+        assert_eq!(r.player_count(), 2);
+        // A new identity still finds the room full.
+        assert_eq!(
+            r.join_as(Ear::default(), [4; 16], who("cy", Some("s-3")))
+                .unwrap_err(),
+            JoinError::Full
+        );
+        // Anonymous joins never take a seat over.
+        let mut open = arena_room::<Ear>(4);
+        open.join_as(Ear::default(), [1; 16], who("x", None))
+            .unwrap();
+        let again = open
+            .join_as(Ear::default(), [2; 16], who("x", None))
+            .unwrap();
+        assert!(!again.took_over);
+        assert_eq!(open.player_count(), 2);
+    }
+
+    #[test]
+    fn a_detached_seat_is_taken_over_without_a_close() {
+        let mut r = arena_room::<Ear>(2);
+        let first = Ear::default();
+        let a = r
+            .join_as(first.clone(), [1; 16], who("ada", Some("s-1")))
+            .unwrap();
+        r.detach(a.player_id, a.generation, Instant::now());
+        let b = r
+            .join_as(Ear::default(), [9; 16], who("ada", Some("s-1")))
+            .unwrap();
+        assert_eq!(
+            (b.player_id, b.welcome.session_token),
+            (a.player_id, [1; 16])
+        );
+        assert_eq!(first.0.get(), None, "nothing attached to close");
+        // Attached again: the grace no longer runs out on it.
+        assert_eq!(
+            r.expire(Instant::now() + Duration::from_secs(60), Duration::ZERO),
+            0
+        );
+    }
+
+    #[test]
+    fn only_the_same_identity_resumes_a_session() {
+        let mut r = arena_room::<Ear>(4);
+        let first = Ear::default();
+        let a = r
+            .join_as(first.clone(), [1; 16], who("ada", Some("s-1")))
+            .unwrap();
+        let anon = r
+            .join_as(Ear::default(), [2; 16], who("bob", None))
+            .unwrap();
+        for stranger in [who("ada", Some("s-2")), who("ada", None)] {
+            assert_eq!(
+                r.resume_as(&[1; 16], Ear::default(), stranger).unwrap_err(),
+                JoinError::UnknownSession
+            );
+        }
+        assert_eq!(
+            r.resume_as(&[2; 16], Ear::default(), who("bob", Some("s-2")))
+                .unwrap_err(),
+            JoinError::UnknownSession
+        );
+        assert_eq!(first.0.get(), None, "a refused resume closes nothing");
+        let back = r
+            .resume_as(&[1; 16], Ear::default(), who("ada", Some("s-1")))
+            .unwrap();
+        assert_eq!(back.player_id, a.player_id);
+        assert_eq!(first.0.get(), Some(DisconnectReason::Replaced));
+        let bob = r
+            .resume_as(&[2; 16], Ear::default(), who("bob", None))
+            .unwrap();
+        assert_eq!(bob.player_id, anon.player_id);
     }
 
     #[test]

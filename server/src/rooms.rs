@@ -32,7 +32,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::config::Config;
 use crate::game::{Game, GameOptions, Games, UnknownGame};
 use crate::metrics::{Metrics, RoomMetrics};
-use crate::room::{JoinError, Joined, PlayerId, Room};
+use crate::room::{Arrival, JoinError, Joined, PlayerId, Room};
 use crate::schedule::TickClock;
 use crate::slot::SlotSender;
 
@@ -89,6 +89,11 @@ pub struct RoomInfo {
     pub view_radius: f32,
     /// Seconds since it was created.
     pub age_s: f64,
+    /// The names its players play under, in the order they joined: `Hello.name`, or
+    /// the player token's `name` claim. Shown by `GET /rooms/{id}` (and the answer to
+    /// `POST /rooms`), not in the list of rooms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub player_names: Option<Vec<String>>,
 }
 
 /// What a connection asks of its room.
@@ -97,11 +102,13 @@ enum Command {
     Join {
         outlet: SlotSender,
         token: SessionToken,
+        arrival: Arrival,
         reply: oneshot::Sender<Result<Joined, JoinError>>,
     },
     Resume {
         outlet: SlotSender,
         token: SessionToken,
+        arrival: Arrival,
         reply: oneshot::Sender<Result<Joined, JoinError>>,
     },
     Leave {
@@ -128,6 +135,8 @@ pub struct RoomHandle {
     created: Instant,
     commands: mpsc::UnboundedSender<Command>,
     players: Arc<AtomicUsize>,
+    /// The players' names, as of the room's last join, leave or expiry.
+    names: Arc<Mutex<Vec<String>>>,
     reserved: Arc<AtomicUsize>,
     tick: Arc<AtomicU64>,
     closed: CancellationToken,
@@ -203,6 +212,7 @@ impl RoomHandle {
             private: self.options.private,
             view_radius: self.options.view_radius,
             age_s: self.created.elapsed().as_secs_f64(),
+            player_names: Some(self.names.lock().unwrap_or_else(|e| e.into_inner()).clone()),
         }
     }
 
@@ -330,7 +340,10 @@ impl Rooms {
             .lock()
             .values()
             .filter(|h| !h.options.private)
-            .map(RoomHandle::info)
+            .map(|h| RoomInfo {
+                player_names: None,
+                ..h.info()
+            })
             .collect();
         rooms.sort_by(|a, b| a.id.cmp(&b.id));
         rooms
@@ -440,6 +453,7 @@ impl Rooms {
             created: Instant::now(),
             commands,
             players: Arc::default(),
+            names: Arc::default(),
             reserved: Arc::default(),
             tick: Arc::default(),
             closed: CancellationToken::new(),
@@ -456,6 +470,8 @@ impl Rooms {
 
     /// Joins the room called `name` (creating it), with `outlet` receiving its snapshots.
     /// A `seat` reserved by a ticket is used up by the attempt, whatever its outcome.
+    /// An `arrival` whose identity already holds a seat there takes it over
+    /// ([`Room::join_as`]).
     ///
     /// # Errors
     /// [`JoinRefused`] says why not.
@@ -464,6 +480,7 @@ impl Rooms {
         name: &str,
         outlet: SlotSender,
         seat: Option<Seat>,
+        arrival: Arrival,
     ) -> Result<(RoomHandle, Joined), JoinRefused> {
         let token: SessionToken = rand::random();
         // Two attempts: the first may reach a room that was just removing itself.
@@ -473,6 +490,7 @@ impl Rooms {
             let command = Command::Join {
                 outlet: outlet.clone(),
                 token,
+                arrival: arrival.clone(),
                 reply,
             };
             if handle.commands.send(command).is_err() {
@@ -491,7 +509,8 @@ impl Rooms {
         Err(JoinRefused::ShuttingDown)
     }
 
-    /// Takes back the player holding `token` in the running room `name`.
+    /// Takes back the player holding `token` in the running room `name`, if it joined
+    /// with `arrival`'s identity ([`Room::resume_as`]).
     ///
     /// # Errors
     /// [`JoinRefused::NoSuchRoom`], [`JoinRefused::UnknownSession`], or
@@ -501,6 +520,7 @@ impl Rooms {
         name: &str,
         token: SessionToken,
         outlet: SlotSender,
+        arrival: Arrival,
     ) -> Result<(RoomHandle, Joined), JoinRefused> {
         if self.shutdown.is_cancelled() {
             return Err(JoinRefused::ShuttingDown);
@@ -512,6 +532,7 @@ impl Rooms {
             .send(Command::Resume {
                 outlet,
                 token,
+                arrival,
                 reply,
             })
             .map_err(|_| JoinRefused::NoSuchRoom)?;
@@ -554,6 +575,11 @@ struct Counts<'a> {
 }
 
 impl Counts<'_> {
+    /// Publishes the players' names in the handle, for `GET /rooms/{id}`.
+    fn names(&self, room: &Room<Box<dyn Game>, SlotSender>) {
+        *self.handle.names.lock().unwrap_or_else(|e| e.into_inner()) = room.player_names();
+    }
+
     fn update(&mut self, now: usize) {
         if now > self.last {
             self.metrics
@@ -599,16 +625,27 @@ async fn run_room(
             biased;
             () = rooms.shutdown.cancelled() => break,
             Some(command) = rx.recv() => {
+                // Game messages change no one's membership: no need to republish names.
+                let membership = !matches!(command, Command::Message { .. });
                 match command {
-                    Command::Join { outlet, token, reply } => {
-                        let result = room.join(outlet, token);
-                        if let Err(Ok(joined)) = reply.send(result) {
-                            // The connection gave up waiting: undo the join.
-                            room.leave(joined.player_id, joined.generation);
+                    Command::Join { outlet, token, arrival, reply } => {
+                        let result = room.join_as(outlet, token, arrival);
+                        match reply.send(result) {
+                            // The connection gave up waiting: undo the join, or, for a
+                            // takeover, leave the seat as a dropped connection would.
+                            Err(Ok(joined)) if joined.took_over => room.detach(
+                                joined.player_id,
+                                joined.generation,
+                                Instant::now().into_std(),
+                            ),
+                            Err(Ok(joined)) => {
+                                room.leave(joined.player_id, joined.generation);
+                            }
+                            _ => {}
                         }
                     }
-                    Command::Resume { outlet, token, reply } => {
-                        let _ = reply.send(room.resume(&token, outlet));
+                    Command::Resume { outlet, token, arrival, reply } => {
+                        let _ = reply.send(room.resume_as(&token, outlet, arrival));
                     }
                     Command::Leave { player, generation } => {
                         if room.leave(player, generation) {
@@ -632,6 +669,9 @@ async fn run_room(
                     }
                 }
                 counts.update(room.player_count());
+                if membership {
+                    counts.names(&room);
+                }
                 empty_since = match (room.player_count(), empty_since) {
                     (0, None) => Some(Instant::now()),
                     (0, since) => since,
@@ -662,6 +702,7 @@ async fn run_room(
                 room_metrics.tick_duration.observe(took);
                 if room.expire(started.into_std(), config.reconnect_grace) > 0 {
                     counts.update(room.player_count());
+                    counts.names(&room);
                     if room.player_count() == 0 {
                         empty_since = Some(Instant::now());
                     }

@@ -18,7 +18,9 @@
 use std::time::{Duration, Instant};
 
 use tickcast_shared::codec::decode_client;
-use tickcast_shared::websocket::{Close, DataFrame, MessageKind, Reassembly};
+use tickcast_shared::websocket::{
+    Close, CloseError, DataFrame, FragmentError, MessageKind, Reassembly, Utf8Stream,
+};
 use tickcast_shared::{validate, ClientMsg, DisconnectReason, Hello, Input, PROTOCOL_VERSION};
 
 use crate::config::Config;
@@ -29,7 +31,8 @@ use crate::limits::TokenBucket;
 pub struct Limits {
     /// Largest whole message, all fragments together.
     pub max_message_bytes: usize,
-    /// Sustained messages per second, and the burst.
+    /// Sustained frames per second, and the burst: every frame counts (data,
+    /// continuation, empty fragments, ping, pong), since each one costs a read.
     pub max_messages_per_sec: u32,
     /// Time from the upgrade to `Hello`.
     pub hello_timeout: Duration,
@@ -136,8 +139,7 @@ pub struct Session {
     room: String,
     limits: Limits,
     phase: Phase,
-    reassembly: Reassembly,
-    bucket: TokenBucket,
+    framing: Framing,
     game_bucket: TokenBucket,
     hello_deadline: Instant,
     /// When the peer was last heard from (any frame at all).
@@ -152,12 +154,7 @@ impl Session {
             room: room.into(),
             limits,
             phase: Phase::AwaitHello,
-            reassembly: Reassembly::new(limits.max_message_bytes),
-            bucket: TokenBucket::new(
-                limits.max_messages_per_sec,
-                limits.max_messages_per_sec,
-                now,
-            ),
+            framing: Framing::new(limits.max_message_bytes, limits.max_messages_per_sec, now),
             game_bucket: TokenBucket::new(
                 limits.max_game_messages_per_sec,
                 limits.max_game_messages_per_sec,
@@ -177,6 +174,12 @@ impl Session {
     /// Where the connection is.
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// The WebSocket rule a refused frame broke, to name in the close reason instead
+    /// of the close code's general text (see [`Framing::detail`]).
+    pub fn detail(&self) -> Option<&'static str> {
+        self.framing.detail()
     }
 
     /// The moment [`Session::handle_timeout`] must be called if no frame arrives first:
@@ -218,25 +221,10 @@ impl Session {
             return Err(End::Server(DisconnectReason::UnexpectedMessage));
         }
         self.last_heard = now;
-        let (frame, fin, payload) = match frame {
-            FrameIn::Control => return Ok(None),
-            FrameIn::Close(payload) => {
-                let end = match Close::parse(payload) {
-                    Ok(close) => End::Peer(close.code),
-                    Err(e) => End::Server(e.reason()),
-                };
-                return Err(self.end(end));
-            }
-            FrameIn::Data {
-                frame,
-                fin,
-                payload,
-            } => (frame, fin, payload),
-        };
-        let message = match self.reassembly.push(frame, fin, payload) {
+        let message = match self.framing.handle(now, frame) {
             Ok(Some(message)) => message,
             Ok(None) => return Ok(None),
-            Err(e) => return Err(self.end(End::Server(e.reason()))),
+            Err(end) => return Err(self.end(end)),
         };
         let bytes = match message {
             (MessageKind::Binary, bytes) => bytes,
@@ -244,9 +232,6 @@ impl Session {
                 return Err(self.end(End::Server(DisconnectReason::TextFrame)))
             }
         };
-        if !self.bucket.try_take(now) {
-            return Err(self.end(End::Server(DisconnectReason::RateLimited)));
-        }
         let msg = match decode_client(bytes, self.limits.max_message_bytes) {
             Ok(msg) => msg,
             Err(_) => return Err(self.end(End::Server(DisconnectReason::InvalidPayload))),
@@ -313,6 +298,124 @@ impl Session {
     fn end(&mut self, end: End) -> End {
         self.phase = Phase::Closed;
         end
+    }
+}
+
+/// The frame rules every server connection applies before a message means anything:
+/// the game's [`Session`] and the echo endpoint (`examples/echo.rs`, which the Autobahn
+/// suite drives) run the same ones, so what the suite checks is what players get.
+///
+/// In order: a close frame is read to the letter ([`Close::parse`]); every other frame
+/// takes a token from the rate limit, whatever its kind, so a flood of pings or of empty
+/// fragments costs the peer like one of messages; fragments must come in order; a text
+/// message's UTF-8 is checked fragment by fragment ([`Utf8Stream`]); and the whole
+/// message must fit the size limit ([`Reassembly`]). Frame-header rules (masking,
+/// control-frame length, reserved bits, opcodes) are checked earlier, on the raw bytes,
+/// by [`tickcast_shared::frame_audit`].
+#[derive(Debug)]
+pub struct Framing {
+    reassembly: Reassembly,
+    text: Utf8Stream,
+    /// True inside a fragmented text message.
+    in_text: bool,
+    bucket: TokenBucket,
+    detail: Option<&'static str>,
+}
+
+impl Framing {
+    /// Rules for messages of at most `max_message_bytes`, and `frames_per_sec` frames
+    /// per second sustained with the same burst, starting at `now`.
+    pub fn new(max_message_bytes: usize, frames_per_sec: u32, now: Instant) -> Self {
+        Self {
+            reassembly: Reassembly::new(max_message_bytes),
+            text: Utf8Stream::new(),
+            in_text: false,
+            bucket: TokenBucket::new(frames_per_sec, frames_per_sec, now),
+            detail: None,
+        }
+    }
+
+    /// The rule the refused frame broke, in words, once [`Framing::handle`] refused
+    /// one for a reason more precise than its close code's: the close frame carries it.
+    pub fn detail(&self) -> Option<&'static str> {
+        self.detail
+    }
+
+    /// Takes one frame received at `now`. Returns a whole message when this frame
+    /// completes one, `None` for a fragment or a ping or pong.
+    ///
+    /// # Errors
+    /// [`End::Peer`] for a valid close frame; [`End::Server`] with 1002 (bad close
+    /// payload, fragments out of order), 1007 (not UTF-8), 1008 (rate) or 1009 (size).
+    pub fn handle<'a>(
+        &'a mut self,
+        now: Instant,
+        frame: FrameIn<'a>,
+    ) -> Result<Option<(MessageKind, &'a [u8])>, End> {
+        let (frame, fin, payload) = match frame {
+            FrameIn::Close(payload) => {
+                return Err(match Close::parse(payload) {
+                    Ok(close) => End::Peer(close.code),
+                    Err(e) => self.refuse(e.reason(), close_detail(e)),
+                })
+            }
+            FrameIn::Control if self.bucket.try_take(now) => return Ok(None),
+            FrameIn::Data {
+                frame,
+                fin,
+                payload,
+            } if self.bucket.try_take(now) => (frame, fin, payload),
+            FrameIn::Control | FrameIn::Data { .. } => {
+                return Err(self.refuse(DisconnectReason::RateLimited, "too many frames per second"))
+            }
+        };
+        match (frame, self.reassembly.in_progress()) {
+            (DataFrame::Continuation, false) => {
+                return Err(self.refuse(
+                    DisconnectReason::ProtocolError,
+                    "continuation without a message",
+                ))
+            }
+            (DataFrame::Binary | DataFrame::Text, true) => {
+                return Err(self.refuse(
+                    DisconnectReason::ProtocolError,
+                    "new message inside a fragmented one",
+                ))
+            }
+            _ => {}
+        }
+        let text = frame == DataFrame::Text || (frame == DataFrame::Continuation && self.in_text);
+        if text {
+            if self.text.push(payload, fin).is_err() {
+                return Err(self.refuse(
+                    DisconnectReason::InvalidPayload,
+                    "invalid UTF-8 in text message",
+                ));
+            }
+            self.in_text = !fin;
+        }
+        self.reassembly.push(frame, fin, payload).map_err(|e| {
+            let detail = match e {
+                FragmentError::TooBig { .. } => "message too big",
+                FragmentError::OutOfOrder => "fragments out of order",
+            };
+            self.detail = Some(detail);
+            End::Server(e.reason())
+        })
+    }
+
+    fn refuse(&mut self, reason: DisconnectReason, detail: &'static str) -> End {
+        self.detail = Some(detail);
+        End::Server(reason)
+    }
+}
+
+/// The words of a close-payload rule.
+fn close_detail(e: CloseError) -> &'static str {
+    match e {
+        CloseError::Truncated => "close payload of one byte",
+        CloseError::InvalidCode(_) => "invalid close code",
+        CloseError::InvalidUtf8 => "invalid UTF-8 in close reason",
     }
 }
 
@@ -612,6 +715,94 @@ mod tests {
             server_end(s.handle_frame(t1, binary(&ping))),
             DisconnectReason::RateLimited
         );
+    }
+
+    #[test]
+    fn every_frame_counts_against_the_rate_limit() {
+        let t0 = Instant::now();
+        // Pings and pongs alone: ten in the burst, the eleventh is refused.
+        let mut s = playing(t0); // Hello took one token.
+        for _ in 0..9 {
+            assert_eq!(s.handle_frame(t0, FrameIn::Control), Ok(None));
+        }
+        assert_eq!(
+            server_end(s.handle_frame(t0, FrameIn::Control)),
+            DisconnectReason::RateLimited
+        );
+        assert_eq!(s.detail(), Some("too many frames per second"));
+        // Empty fragments of a message that never ends.
+        let mut s = playing(t0);
+        let empty = |frame| FrameIn::Data {
+            frame,
+            fin: false,
+            payload: &[],
+        };
+        assert_eq!(s.handle_frame(t0, empty(DataFrame::Binary)), Ok(None));
+        for _ in 0..8 {
+            assert_eq!(s.handle_frame(t0, empty(DataFrame::Continuation)), Ok(None));
+        }
+        assert_eq!(
+            server_end(s.handle_frame(t0, empty(DataFrame::Continuation))),
+            DisconnectReason::RateLimited
+        );
+    }
+
+    #[test]
+    fn text_utf8_is_checked_per_fragment() {
+        let t0 = Instant::now();
+        let mut s = playing(t0);
+        let text = |frame, fin, payload| FrameIn::Data {
+            frame,
+            fin,
+            payload,
+        };
+        // Valid so far: the character is cut, not broken.
+        assert_eq!(
+            s.handle_frame(t0, text(DataFrame::Text, false, &[b'a', 0xE2])),
+            Ok(None)
+        );
+        // 0x28 cannot continue it: refused at once, before the message ends.
+        assert_eq!(
+            server_end(s.handle_frame(t0, text(DataFrame::Continuation, false, &[0x28]))),
+            DisconnectReason::InvalidPayload
+        );
+        assert_eq!(s.detail(), Some("invalid UTF-8 in text message"));
+        // Valid text is still not the game's language.
+        let mut s = playing(t0);
+        assert_eq!(
+            s.handle_frame(t0, text(DataFrame::Text, false, &[0xE2, 0x82])),
+            Ok(None)
+        );
+        assert_eq!(
+            server_end(s.handle_frame(t0, text(DataFrame::Continuation, true, &[0xAC]))),
+            DisconnectReason::TextFrame
+        );
+    }
+
+    #[test]
+    fn fragment_order_rules_name_themselves() {
+        let t0 = Instant::now();
+        let frame = |frame, fin| FrameIn::Data {
+            frame,
+            fin,
+            payload: b"x",
+        };
+        let mut s = playing(t0);
+        assert_eq!(
+            server_end(s.handle_frame(t0, frame(DataFrame::Continuation, true))),
+            DisconnectReason::ProtocolError
+        );
+        assert_eq!(s.detail(), Some("continuation without a message"));
+        let mut s = playing(t0);
+        assert_eq!(
+            s.handle_frame(t0, frame(DataFrame::Binary, false)),
+            Ok(None)
+        );
+        assert_eq!(
+            server_end(s.handle_frame(t0, frame(DataFrame::Text, true))),
+            DisconnectReason::ProtocolError
+        );
+        assert_eq!(s.detail(), Some("new message inside a fragmented one"));
     }
 
     #[test]

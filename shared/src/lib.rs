@@ -14,6 +14,7 @@
 pub mod close;
 pub mod codec;
 pub mod delta;
+pub mod frame_audit;
 pub mod message;
 pub mod payload;
 pub mod validate;

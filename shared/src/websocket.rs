@@ -1,6 +1,7 @@
 //! The WebSocket rules both ends apply above the frame parser, with no I/O: joining
-//! fragments into messages under one size limit, reading a close frame, and reading a
-//! URL's query parameters.
+//! fragments into messages under one size limit, checking a text message's UTF-8
+//! fragment by fragment, reading a close frame (and which close codes a peer may
+//! send), and reading a URL's query parameters.
 //!
 //! The frame parser itself (fastwebsockets) checks masking, opcodes and control-frame
 //! lengths; it leaves message reassembly and the meaning of a close payload to its user.
@@ -135,6 +136,87 @@ impl Reassembly {
     }
 }
 
+/// Why a text message was refused: its bytes cannot be UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid UTF-8 in text message")]
+pub struct InvalidUtf8;
+
+/// Checks a text message's UTF-8 fragment by fragment, without joining them.
+///
+/// RFC 6455 section 8.1 asks an endpoint to fail the connection as soon as it sees
+/// bytes that cannot be UTF-8, and a text message may be split anywhere, even inside
+/// a character. Each fragment is checked as it arrives; only the up to three bytes of a
+/// character cut by a fragment boundary are kept for the next one. A fragment fails as
+/// soon as it holds a byte no valid continuation could follow (the "fail fast" that
+/// the Autobahn 6.* cases check), not when the message ends.
+#[derive(Debug, Clone, Default)]
+pub struct Utf8Stream {
+    /// The start of a character cut by the last fragment's end.
+    pending: [u8; 4],
+    len: usize,
+}
+
+/// The length of the UTF-8 sequence a lead byte starts (0: not a lead byte).
+fn utf8_width(lead: u8) -> usize {
+    match lead {
+        0x00..=0x7F => 1,
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => 0,
+    }
+}
+
+impl Utf8Stream {
+    /// A check at the start of a message.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the next fragment; `fin` when it is the message's last.
+    ///
+    /// # Errors
+    /// [`InvalidUtf8`] as soon as the bytes so far cannot begin valid UTF-8, or at
+    /// `fin` when a character is left unfinished. The state is reset either way.
+    pub fn push(&mut self, mut bytes: &[u8], fin: bool) -> Result<(), InvalidUtf8> {
+        let checked = self.check(&mut bytes, fin);
+        if checked.is_err() || fin {
+            self.len = 0;
+        }
+        checked
+    }
+
+    fn check(&mut self, bytes: &mut &[u8], fin: bool) -> Result<(), InvalidUtf8> {
+        if self.len > 0 {
+            // Finish the cut character first, from the front of this fragment.
+            let need = utf8_width(self.pending[0]) - self.len;
+            let take = need.min(bytes.len());
+            self.pending[self.len..self.len + take].copy_from_slice(&bytes[..take]);
+            self.len += take;
+            *bytes = &bytes[take..];
+            match std::str::from_utf8(&self.pending[..self.len]) {
+                Ok(_) => self.len = 0,
+                // Still a valid start of a character, only shorter than it must be.
+                Err(e) if e.error_len().is_none() && take < need => {
+                    return if fin { Err(InvalidUtf8) } else { Ok(()) };
+                }
+                Err(_) => return Err(InvalidUtf8),
+            }
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(_) => Ok(()),
+            Err(e) if e.error_len().is_none() && !fin => {
+                // At most three bytes: a longer valid prefix would be a whole character.
+                let tail = &bytes[e.valid_up_to()..];
+                self.pending[..tail.len()].copy_from_slice(tail);
+                self.len = tail.len();
+                Ok(())
+            }
+            Err(_) => Err(InvalidUtf8),
+        }
+    }
+}
+
 /// A close frame's payload, read as RFC 6455 section 5.5.1 says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Close<'a> {
@@ -200,8 +282,12 @@ impl<'a> Close<'a> {
 
 /// Whether a peer may put `code` in a close frame (RFC 6455 section 7.4): the codes
 /// RFC 6455 defines except 1004 (reserved), 1005 and 1006 (only ever reported
-/// locally), and the 3000-4999 range for libraries and applications. Codes registered
-/// later (1012-1014) are refused like the Autobahn suite expects of RFC 6455 endpoints.
+/// locally), and the 3000-4999 range for libraries and applications. Everything else
+/// fails the connection with 1002: below 1000, 1016-2999 (unassigned), 1015 (a TLS
+/// failure, only ever reported locally) and 5000 and up. 1012-1014 (service restart,
+/// try again later, bad gateway) were registered with IANA after RFC 6455; they are
+/// refused too, because they describe a server or proxy and tickcast never sees them
+/// from a client, and neither do the Autobahn cases expect them to be echoed.
 pub fn may_be_sent(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
 }
@@ -314,6 +400,55 @@ mod tests {
         let err = Close::parse(&[0x03, 0xE8, 0xff, 0xfe]).unwrap_err();
         assert_eq!(err, CloseError::InvalidUtf8);
         assert_eq!(err.reason(), DisconnectReason::InvalidPayload);
+    }
+
+    /// Feeds `text` in fragments cut at `cuts`, returning the first failure's index.
+    fn utf8_in_fragments(text: &[u8], cuts: &[usize]) -> Result<(), usize> {
+        let mut check = Utf8Stream::new();
+        let mut bounds = vec![0];
+        bounds.extend_from_slice(cuts);
+        bounds.push(text.len());
+        for (i, pair) in bounds.windows(2).enumerate() {
+            let fin = i == bounds.len() - 2;
+            check.push(&text[pair[0]..pair[1]], fin).map_err(|_| i)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn utf8_is_checked_across_fragment_boundaries() {
+        let text = "κόσμε €𝄞".as_bytes();
+        // Every way of cutting it in two and in three is still valid.
+        for a in 0..=text.len() {
+            assert_eq!(utf8_in_fragments(text, &[a]), Ok(()), "cut at {a}");
+            for b in a..=text.len() {
+                assert_eq!(utf8_in_fragments(text, &[a, b]), Ok(()), "cuts {a} {b}");
+            }
+        }
+        // A character cut short by the end of the message.
+        assert_eq!(utf8_in_fragments(&[b'a', 0xE2, 0x82], &[2]), Err(1));
+        assert_eq!(utf8_in_fragments(&[0xF0, 0x9D], &[1]), Err(1));
+    }
+
+    #[test]
+    fn utf8_fails_at_the_first_fragment_that_cannot_continue() {
+        // 0xF4 0x90 is past U+10FFFF: refused at the fragment holding 0x90, not at the end.
+        assert_eq!(
+            utf8_in_fragments(
+                &[b'o', b'k', 0xF4, 0x90, 0x80, 0x80, b'x', b'y'],
+                &[3, 4, 6]
+            ),
+            Err(1)
+        );
+        // A byte that never starts a character fails its own fragment.
+        assert_eq!(utf8_in_fragments(&[b'a', 0xFF, b'b'], &[1, 2]), Err(1));
+        // A surrogate (ED A0 80) fails at its second byte, in the second fragment.
+        assert_eq!(utf8_in_fragments(&[0xED, 0xA0, 0x80], &[1]), Err(1));
+        // After a failure the next message starts clean.
+        let mut check = Utf8Stream::new();
+        assert_eq!(check.push(&[0xE2], false), Ok(()));
+        assert_eq!(check.push(&[0x28], false), Err(InvalidUtf8));
+        assert_eq!(check.push(b"fine", true), Ok(()));
     }
 
     #[test]

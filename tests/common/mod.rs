@@ -7,8 +7,10 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod accounting;
+pub mod auth;
 pub mod proxy;
 pub mod raw;
+pub mod redis;
 pub mod watcher;
 
 // Re-exported so that `use common::*` brings them too; like the helpers, each test

@@ -85,21 +85,12 @@ impl RawWs {
     /// Writes one frame, masked as every client frame must be. `head` is its first byte:
     /// FIN, RSV1-3 and the opcode.
     pub async fn send_frame(&mut self, head: u8, payload: &[u8]) {
-        let mut frame = vec![head];
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n if n <= 0xffff => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&MASK);
-        frame.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
-        self.stream.write_all(&frame).await.unwrap();
+        self.send_bytes(&frame_bytes(head, payload, true)).await;
+    }
+
+    /// Writes bytes as they are: frames built with [`frame_bytes`], several at once.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
     }
 
     /// Sends one protocol message as a single binary frame.
@@ -182,9 +173,36 @@ impl RawWs {
                     return ((code, String::from_utf8(p[2..].to_vec()).unwrap()), pings);
                 }
                 (0x9, _) => pings += 1,
-                (0x2, _) => {}
+                // Snapshots, and the pongs the server owes for pings a test sent.
+                (0x2 | 0xA, _) => {}
                 (op, payload) => panic!("unexpected opcode {op:#x}: {payload:?}"),
             }
         }
     }
+}
+
+/// One client frame: `head` (FIN, RSV1-3, opcode), then the length, then, when `masked`
+/// (as a client must), the masking key and the masked payload; unmasked, the payload
+/// as it is.
+pub fn frame_bytes(head: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mask_bit = if masked { 0x80 } else { 0 };
+    let mut frame = vec![head];
+    match payload.len() {
+        n if n < 126 => frame.push(mask_bit | n as u8),
+        n if n <= 0xffff => {
+            frame.push(mask_bit | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(mask_bit | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        frame.extend_from_slice(&MASK);
+        frame.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
+    } else {
+        frame.extend_from_slice(payload);
+    }
+    frame
 }

@@ -1,19 +1,31 @@
 //! The JSON room API: list, inspect, create and delete rooms, and matchmake.
 //!
 //! Every answer is JSON, errors included (`{"error": "..."}` with a status that says
-//! what went wrong: 400 bad options, 404 no such room, 405 wrong method, 413 body too
-//! large, 429 too many rooms, 503 draining). docs/HOSTING.md is the contract.
+//! what went wrong: 400 bad options, 401 missing or wrong admin token, 404 no such
+//! room, 405 wrong method, 408 body too slow, 413 body too large, 429 too many rooms or
+//! requests, 503 draining). docs/HOSTING.md is the contract.
+//!
+//! Reading rooms is open to anyone; with `--admin-token-file`, creating and deleting
+//! them needs the token. `POST /matchmake` and rooms created without the token are
+//! limited per client address ([`super::per_ip`]).
 
+use std::net::IpAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{
+    HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
+use super::per_ip::{retry_after_secs, PerIp};
+use crate::config::Config;
 use crate::game::Games;
 use crate::rooms::{JoinRefused, RoomOptions};
 use crate::ServerCtx;
@@ -21,25 +33,110 @@ use crate::ServerCtx;
 /// Largest request body the API reads.
 pub const MAX_BODY_BYTES: usize = 4096;
 
+/// Highest `tick_rate` `POST /rooms` accepts.
+pub const MAX_ROOM_TICK_RATE: u64 = 240;
+
 type Body = Full<Bytes>;
 
-/// Handles one API request.
-pub async fn handle(req: Request<Incoming>, ctx: &Arc<ServerCtx>) -> Response<Body> {
+/// The bearer token that creating and deleting rooms needs (`--admin-token-file`).
+pub struct AdminToken(Vec<u8>);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never in a log.
+        f.write_str("AdminToken(..)")
+    }
+}
+
+impl AdminToken {
+    /// The token in `path`: its text without trailing whitespace (the newline an editor
+    /// or `echo` adds).
+    ///
+    /// # Errors
+    /// If the file cannot be read, or holds nothing but whitespace: an empty token
+    /// would let every request through, so the server refuses to start instead.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("--admin-token-file {}: {e}", path.display()))?;
+        Self::from_bytes(&text).ok_or_else(|| {
+            anyhow::anyhow!("--admin-token-file {}: the file is empty", path.display())
+        })
+    }
+
+    /// The token of a file's contents, trailing whitespace trimmed; `None` if empty.
+    fn from_bytes(text: &[u8]) -> Option<Self> {
+        let end = text
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(0, |i| i + 1);
+        (end > 0).then(|| Self(text[..end].to_vec()))
+    }
+
+    /// Whether `headers` carry `Authorization: Bearer <this token>`. The comparison
+    /// takes the same time wherever the first differing byte is, so response times do
+    /// not tell a guesser how much of a token was right (only its length may show).
+    fn admits(&self, headers: &HeaderMap) -> bool {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return false;
+        };
+        let value = value.as_bytes();
+        // The scheme is case-insensitive (RFC 9110 section 11.1).
+        let Some(token) = value
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+            .map(|_| &value[7..])
+        else {
+            return false;
+        };
+        bool::from(token.ct_eq(&self.0))
+    }
+}
+
+/// A JSON 404, for paths a listener does not serve.
+pub fn not_found(message: &str) -> Response<Body> {
+    json(
+        StatusCode::NOT_FOUND,
+        &ErrorBody {
+            error: message.to_owned(),
+        },
+    )
+}
+
+/// Handles one API request from `client` (its address as [`super::client_ip`] finds it).
+pub async fn handle(
+    req: Request<Incoming>,
+    client: IpAddr,
+    ctx: &Arc<ServerCtx>,
+) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let writes = matches!(
+        (&method, path.as_str()),
+        (&Method::POST, "/rooms") | (&Method::DELETE, _)
+    );
+    let admin = ctx
+        .admin_token
+        .as_ref()
+        .map(|token| token.admits(req.headers()));
     let result = match (method, path.as_str()) {
+        _ if writes && admin == Some(false) => {
+            ctx.metrics.count_limited("admin_token");
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this needs the admin token: Authorization: Bearer TOKEN",
+            ))
+        }
         (Method::GET, "/rooms") => Ok(json(StatusCode::OK, &ctx.rooms.list_public())),
-        (Method::POST, "/rooms") => create(req, ctx).await,
-        (Method::POST, "/matchmake") => matchmake(req, ctx).await,
+        (Method::POST, "/rooms") => create(req, client, admin == Some(true), ctx).await,
+        (Method::POST, "/matchmake") => matchmake(req, client, ctx).await,
         (Method::GET, p) if p.starts_with("/rooms/") => room(ctx, &p["/rooms/".len()..]),
         (Method::DELETE, p) if p.starts_with("/rooms/") => delete(ctx, &p["/rooms/".len()..]),
-        _ => Err(ApiError(
+        _ => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed on this path".into(),
+            "method not allowed on this path",
         )),
     };
-    let mut response = result
-        .unwrap_or_else(|ApiError(status, message)| json(status, &ErrorBody { error: message }));
+    let mut response = result.unwrap_or_else(ApiError::into_response);
     if response.status() == StatusCode::METHOD_NOT_ALLOWED {
         // RFC 9110 section 15.5.6: a 405 lists the methods the resource supports.
         let allow = match path.as_str() {
@@ -54,9 +151,63 @@ pub async fn handle(req: Request<Incoming>, ctx: &Arc<ServerCtx>) -> Response<Bo
     response
 }
 
-/// An API failure: the status and the message of the JSON error body.
+/// An API failure: the status and the message of the JSON error body, and when a
+/// retry may succeed (rate limits).
 #[derive(Debug)]
-struct ApiError(StatusCode, String);
+struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let mut r = json(
+            self.status,
+            &ErrorBody {
+                error: self.message,
+            },
+        );
+        if let Some(secs) = self.retry_after {
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 section 11.6.1: a 401 names the scheme that would work.
+            r.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+/// One token of `limit` for `client`, or a 429 that says when to retry, counted in
+/// `/metrics` under `reason`.
+fn take(
+    limit: &PerIp,
+    client: IpAddr,
+    (what, reason): (&str, &'static str),
+    ctx: &ServerCtx,
+) -> Result<(), ApiError> {
+    limit.try_take(client, Instant::now()).map_err(|wait| {
+        ctx.metrics.count_limited(reason);
+        let secs = retry_after_secs(wait);
+        ApiError {
+            retry_after: Some(secs),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many {what} from your address; retry in {secs} s"),
+            )
+        }
+    })
+}
 
 impl From<JoinRefused> for ApiError {
     fn from(e: JoinRefused) -> Self {
@@ -67,7 +218,7 @@ impl From<JoinRefused> for ApiError {
             JoinRefused::UnknownSession | JoinRefused::NoSuchRoom => StatusCode::NOT_FOUND,
             JoinRefused::UnknownGame(_) => StatusCode::BAD_REQUEST,
         };
-        Self(status, e.to_string())
+        Self::new(status, e.to_string())
     }
 }
 
@@ -86,18 +237,29 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     r
 }
 
-/// Reads the whole body, at most [`MAX_BODY_BYTES`].
-async fn body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError(
+/// Reads the whole body, at most [`MAX_BODY_BYTES`], within `--handshake-timeout`: a
+/// client that announces a body and then sends it slowly (or never) would otherwise
+/// hold its connection, and its permit, for as long as it likes.
+async fn body(req: Request<Incoming>, ctx: &ServerCtx) -> Result<Bytes, ApiError> {
+    let limit = ctx.config.handshake_timeout;
+    let collect = Limited::new(req.into_body(), MAX_BODY_BYTES).collect();
+    match tokio::time::timeout(limit, collect).await {
+        Err(_) => {
+            ctx.metrics.count_limited("body_timeout");
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} (handshake-timeout)",
+                    humantime::format_duration(limit)
+                ),
+            ))
+        }
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("body larger than {MAX_BODY_BYTES} bytes"),
         )),
-        Err(e) => Err(ApiError(
+        Ok(Err(e)) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("cannot read body: {e}"),
         )),
@@ -119,16 +281,35 @@ struct CreateRequest {
 impl CreateRequest {
     /// The room's options: each field given, checked against its bounds, or the
     /// server's default. Only what the request sets is checked: the operator's own
-    /// flags (say `--tick-rate 300`) are not the caller's error.
-    fn options(self, games: &Games, defaults: RoomOptions) -> Result<RoomOptions, ApiError> {
-        let bad = |what: String| ApiError(StatusCode::BAD_REQUEST, what);
+    /// flags (say `--tick-rate 300`) are not the caller's error. The bounds on NPCs and
+    /// players are the operator's (`--max-room-npcs`, `--max-room-players`): they bound
+    /// the CPU and memory one request can commit the server to.
+    fn options(
+        self,
+        games: &Games,
+        defaults: RoomOptions,
+        config: &Config,
+    ) -> Result<RoomOptions, ApiError> {
+        let bad = |what: String| ApiError::new(StatusCode::BAD_REQUEST, what);
         let in_range = |name: &str, value: Option<u64>, lo: u64, hi: u64| match value {
             Some(v) if !(lo..=hi).contains(&v) => Err(bad(format!("{name} must be {lo} to {hi}"))),
             _ => Ok(()),
         };
-        in_range("max_players", self.max_players.map(|v| v as u64), 1, 10_000)?;
-        in_range("tick_rate", self.tick_rate.map(u64::from), 1, 240)?;
-        in_range("npcs", self.npcs.map(u64::from), 0, 100_000)?;
+        let max_players = config.max_room_players;
+        in_range(
+            "max_players",
+            self.max_players.map(|v| v as u64),
+            1,
+            max_players,
+        )?;
+        in_range(
+            "tick_rate",
+            self.tick_rate.map(u64::from),
+            1,
+            MAX_ROOM_TICK_RATE,
+        )?;
+        let max_npcs = u64::from(config.max_room_npcs);
+        in_range("npcs", self.npcs.map(u64::from), 0, max_npcs)?;
         if let Some(r) = self.view_radius {
             if !(r.is_finite() && (0.0..=1e6).contains(&r)) {
                 return Err(bad("view_radius must be 0 to 1000000".into()));
@@ -150,15 +331,30 @@ impl CreateRequest {
     }
 }
 
-async fn create(req: Request<Incoming>, ctx: &Arc<ServerCtx>) -> Result<Response<Body>, ApiError> {
-    let bytes = body(req).await?;
+async fn create(
+    req: Request<Incoming>,
+    client: IpAddr,
+    admin: bool,
+    ctx: &Arc<ServerCtx>,
+) -> Result<Response<Body>, ApiError> {
+    let bytes = body(req, ctx).await?;
     let request: CreateRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         CreateRequest::default()
     } else {
         serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("bad options: {e}")))?
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad options: {e}")))?
     };
-    let options = request.options(ctx.rooms.games(), RoomOptions::defaults(&ctx.config))?;
+    let defaults = RoomOptions::defaults(&ctx.config);
+    let options = request.options(ctx.rooms.games(), defaults, &ctx.config)?;
+    if !admin {
+        // Without the admin token, a created room is on the caller's room budget.
+        take(
+            &ctx.room_create_limit,
+            client,
+            ("rooms created", "room_creates_per_ip"),
+            ctx,
+        )?;
+    }
     let room = ctx.rooms.create(options)?;
     Ok(json(StatusCode::CREATED, &room.info()))
 }
@@ -167,13 +363,16 @@ fn room(ctx: &ServerCtx, id: &str) -> Result<Response<Body>, ApiError> {
     let room = ctx
         .rooms
         .get(id)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no room {id:?}")))?;
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no room {id:?}")))?;
     Ok(json(StatusCode::OK, &room.info()))
 }
 
 fn delete(ctx: &ServerCtx, id: &str) -> Result<Response<Body>, ApiError> {
     if !ctx.rooms.delete(id) {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no room {id:?}")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no room {id:?}"),
+        ));
     }
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::NO_CONTENT;
@@ -190,10 +389,30 @@ struct Matchmade {
 
 async fn matchmake(
     req: Request<Incoming>,
+    client: IpAddr,
     ctx: &Arc<ServerCtx>,
 ) -> Result<Response<Body>, ApiError> {
+    take(
+        &ctx.matchmake_limit,
+        client,
+        ("matchmaking requests", "matchmake_per_ip"),
+        ctx,
+    )?;
+    // After the rate limit, so a flood of bad tokens costs no more than one of requests.
+    if let Some(verifier) = &ctx.auth {
+        player_token(verifier, req.headers())?;
+    }
     // The body is optional and not used yet, but still bounded.
-    body(req).await?;
+    body(req, ctx).await?;
+    if !has_public_seat(ctx) {
+        // The matchmaker will open a room for this player: on its room budget.
+        take(
+            &ctx.room_create_limit,
+            client,
+            ("rooms created", "room_creates_per_ip"),
+            ctx,
+        )?;
+    }
     let seat = ctx.rooms.matchmake()?;
     let room = seat.room().name().to_owned();
     let ticket = ctx.tickets.issue(seat, Instant::now());
@@ -207,4 +426,87 @@ async fn matchmake(
             url,
         },
     ))
+}
+
+/// With player authentication on, `POST /matchmake` needs the player's token as
+/// `Authorization: Bearer TOKEN`, verified as a `Hello`'s is: else 401. A token with a
+/// `room` claim is refused with 403: it may join only that room, while matchmaking
+/// chooses the room, so the seat it would reserve could never be used (a backend that
+/// places players in rooms itself sends them to `/ws?room=` directly).
+fn player_token(verifier: &crate::auth::Verifier, headers: &HeaderMap) -> Result<(), ApiError> {
+    let unauthorized = |message: String| ApiError::new(StatusCode::UNAUTHORIZED, message);
+    let token = headers
+        .get(AUTHORIZATION)
+        .map(HeaderValue::as_bytes)
+        .and_then(|value| {
+            value
+                .get(..7)
+                .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+                .map(|_| &value[7..])
+        })
+        .and_then(|token| std::str::from_utf8(token).ok())
+        .ok_or_else(|| {
+            unauthorized("this needs a player token: Authorization: Bearer TOKEN".to_owned())
+        })?;
+    match verifier.verify_token(token) {
+        Ok((_, None)) => Ok(()),
+        Ok((_, Some(room))) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this player token is for room {room:?} only: join it at /ws?room={room}"),
+        )),
+        Err(e) => Err(unauthorized(match e {
+            crate::auth::AuthError::Invalid(_) => "player token invalid".to_owned(),
+            other => other.to_string(),
+        })),
+    }
+}
+
+/// Whether a public room has a free seat now, so that matchmaking would not open one.
+/// Read before the matchmaker takes the registry's lock, so a seat may go meanwhile; the
+/// cost of that race is one room created without a token taken, never one refused.
+fn has_public_seat(ctx: &ServerCtx) -> bool {
+    ctx.rooms
+        .list_public()
+        .iter()
+        .filter_map(|info| ctx.rooms.get(&info.id))
+        .any(|room| room.has_space())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_bytes(auth).unwrap());
+        h
+    }
+
+    #[test]
+    fn admin_token_file_is_trimmed_and_never_empty() {
+        let token = AdminToken::from_bytes(b"s3cret\r\n").unwrap();
+        assert_eq!(token.0, b"s3cret");
+        assert!(AdminToken::from_bytes(b"").is_none());
+        assert!(AdminToken::from_bytes(b"\n \n").is_none());
+        assert_eq!(format!("{token:?}"), "AdminToken(..)");
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_is_admitted() {
+        let token = AdminToken::from_bytes(b"s3cret").unwrap();
+        assert!(token.admits(&headers(b"Bearer s3cret")));
+        assert!(token.admits(&headers(b"bearer s3cret")));
+        for wrong in [
+            &b"Bearer s3cre"[..],
+            b"Bearer s3cret2",
+            b"Bearer S3CRET",
+            b"Basic s3cret",
+            b"s3cret",
+            b"Bearer",
+            b"Bearer ",
+        ] {
+            assert!(!token.admits(&headers(wrong)), "{wrong:?}");
+        }
+        assert!(!token.admits(&HeaderMap::new()));
+    }
 }

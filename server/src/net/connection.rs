@@ -15,28 +15,27 @@
 //! the peer had a moment to answer.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use fastwebsockets::{
-    Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite,
-};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketWrite};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tickcast_shared::codec::encode_into;
-use tickcast_shared::websocket::{may_be_sent, DataFrame};
+use tickcast_shared::websocket::may_be_sent;
 use tickcast_shared::{DisconnectReason, Pong, ServerMsg, Welcome};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, field, Instrument, Span};
 
+use super::frames::{self, frame_in, Failure, FrameReader, Next};
 use crate::room::{InputInbox, PlayerId};
 use crate::rooms::{JoinRefused, RoomHandle, Seat};
-use crate::session::{End, FrameIn, Limits, Request, Session};
+use crate::session::{End, Limits, Request, Session};
 use crate::slot::{slot, Delivery, SlotReceiver, SlotSender};
+use crate::budget::Budget;
 use crate::snapshot::SnapshotEncoder;
 use crate::ServerCtx;
 
@@ -50,6 +49,9 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 enum Cause {
     /// The server decided; the close frame carries this reason.
     Server(DisconnectReason),
+    /// The peer broke a WebSocket rule: the close frame carries the code and names
+    /// the rule instead of the code's general text.
+    Refused(DisconnectReason, &'static str),
     /// The peer sent a close frame with this code (or none); we echo it.
     Peer(Option<u16>),
     /// The socket failed or hit EOF; nothing more can be written.
@@ -89,11 +91,15 @@ impl Closer {
 
 /// Reliable messages for the writer. Bounded: a peer that does not read them fast
 /// enough overflows the queue and is closed with `SlowConsumer`.
+///
+/// Kept small (the `Welcome` is boxed): the channel allocates its slots in blocks of 32
+/// per connection, and with the `Welcome` inline a block was 3.4 KiB for every idle
+/// player (docs/PERFORMANCE.md, "Memory per player").
 #[derive(Debug)]
 enum Outbound {
     /// The player's `Welcome`, and its room's view radius in position quanta (0: the
-    /// whole world), which the writer's snapshot encoder needs.
-    Welcome(Welcome, i64),
+    /// whole world), which the writer's snapshot encoder needs. Sent once.
+    Welcome(Box<Welcome>, i64),
     Pong(Pong),
     /// Reply to a WebSocket-level ping from the peer.
     WsPong(Vec<u8>),
@@ -136,12 +142,8 @@ pub async fn serve(
     let span = debug_span!("conn", %peer, room = %room, player = field::Empty);
     async move {
         ctx.metrics.connections_total.inc();
-        let (mut rx, tx) = ws.split(tokio::io::split);
-        // Closes are handled here so the reply carries our code; pongs stay automatic and
-        // are forwarded to the writer by the reader's send function.
-        rx.set_auto_close(false);
-        // Per-frame cap; the assembler applies the same limit to whole messages.
-        rx.set_max_message_size(ctx.config.max_message_bytes.saturating_add(1));
+        // Per-frame cap; the reassembly applies the same limit to whole messages.
+        let (rx, tx) = frames::split(ws, ctx.config.max_message_bytes.saturating_add(1));
         let closer = Arc::new(Closer {
             cause: OnceLock::new(),
             token: ctx.shutdown.child_token(),
@@ -169,7 +171,6 @@ pub async fn serve(
             abort.abort();
         }
         let cause = closer.cause();
-        ctx.metrics.connections_open.fetch_sub(1, Relaxed);
         debug!(?cause, "connection closed");
     }
     .instrument(span)
@@ -192,7 +193,7 @@ enum Membered {
 /// asks. The session's one deadline bounds each read; a read that times out is not
 /// resumed (the connection closes), so `read_frame`'s lack of cancel safety is harmless.
 async fn read_loop(
-    mut rx: WebSocketRead<ReadHalf<Io>>,
+    mut rx: FrameReader<ReadHalf<Io>>,
     ctx: Arc<ServerCtx>,
     room: String,
     closer: Arc<Closer>,
@@ -203,28 +204,21 @@ async fn read_loop(
     let mut session = Session::new(room, Limits::from(ctx.config.as_ref()), now());
     let mut member = Membered::Outside(seat);
     let pong_out = out.clone();
-    // Called by fastwebsockets with the pong it owes the peer for each ping.
-    let mut send_fn = move |frame: Frame<'_>| {
-        let queued = pong_out.try_send(Outbound::WsPong(frame.payload.to_vec()));
-        std::future::ready(queued.map_err(|_| "reliable queue full"))
-    };
+    // Every ping reaches the session (it counts against the rate limit); its pong goes
+    // to the writer through the reliable queue.
+    let mut pong = move |payload: &[u8]| send(&pong_out, Outbound::WsPong(payload.to_vec()));
     let cause = loop {
         let deadline = Instant::from_std(session.poll_timeout());
-        let frame = match timeout_at(deadline, rx.read_frame(&mut send_fn)).await {
-            Ok(Ok(frame)) => frame,
-            Ok(Err(e)) => break cause_of(&e),
-            Err(_elapsed) => match session.handle_timeout(now()) {
+        let frame = match rx.next(deadline, &mut pong).await {
+            Next::Frame(frame) => frame,
+            Next::Failed(Failure::Refused(reason, detail)) => break Cause::Refused(reason, detail),
+            Next::Failed(Failure::Gone) => break Cause::Gone,
+            Next::TimedOut => match session.handle_timeout(now()) {
                 Ok(()) => continue,
                 Err(end) => break Cause::from(end),
             },
         };
-        let input = match frame.opcode {
-            OpCode::Close => FrameIn::Close(&frame.payload),
-            OpCode::Ping | OpCode::Pong => FrameIn::Control,
-            OpCode::Binary => data_frame(DataFrame::Binary, frame.fin, &frame.payload),
-            OpCode::Text => data_frame(DataFrame::Text, frame.fin, &frame.payload),
-            OpCode::Continuation => data_frame(DataFrame::Continuation, frame.fin, &frame.payload),
-        };
+        let input = frame_in(&frame);
         let request = match session.handle_frame(now(), input) {
             Ok(Some(request)) => request,
             Ok(None) => continue,
@@ -232,7 +226,10 @@ async fn read_loop(
                 if end.is_rejection() {
                     ctx.metrics.inputs_rejected.inc();
                 }
-                break Cause::from(end);
+                break match (end, session.detail()) {
+                    (End::Server(reason), Some(detail)) => Cause::Refused(reason, detail),
+                    _ => Cause::from(end),
+                };
             }
         };
         ctx.metrics.messages_received.inc();
@@ -253,25 +250,11 @@ async fn read_loop(
     // Leave (or detach from) the room now: the player is gone whatever the drain below
     // waits for.
     drop(member);
-    if matches!(cause, Cause::Server(_)) {
-        // Read on, discarding, until the peer answers our close or goes away. Closing a
-        // socket with unread bytes in it makes the kernel send a reset, which destroys
-        // what is still queued for the peer (our close frame among it) before the peer
-        // reads it: a client that kept sending inputs would never learn why it was
-        // closed. `serve` bounds this wait by the close linger.
-        while let Ok(frame) = rx.read_frame(&mut send_fn).await {
-            if frame.opcode == OpCode::Close {
-                break;
-            }
-        }
-    }
-}
-
-fn data_frame(frame: DataFrame, fin: bool, payload: &[u8]) -> FrameIn<'_> {
-    FrameIn::Data {
-        frame,
-        fin,
-        payload,
+    if matches!(cause, Cause::Server(_) | Cause::Refused(..)) {
+        // Read on until the peer answers our close or goes away, so that our close
+        // frame is not destroyed by a reset (see `FrameReader::drain`). `serve` bounds
+        // this wait by the close linger.
+        rx.drain().await;
     }
 }
 
@@ -293,16 +276,36 @@ async fn carry_out(
     match (request, &mut *member) {
         (Request::Join(hello), Membered::Outside(seat)) => {
             let room = session.room();
+            // The player token first, before the registry is asked anything: a refused
+            // token creates no room and no player.
+            let arrival = match crate::auth::admit(
+                ctx.auth.as_ref(),
+                &hello.name,
+                hello.auth_token.as_deref(),
+                room,
+            ) {
+                Ok(arrival) => arrival,
+                Err(reason) => return session.handle_joined(Err(reason)),
+            };
+            let name = arrival.name.clone();
             let joining = match hello.resume {
-                Some(token) => ctx.rooms.resume(room, token, slot_tx.clone()).await,
-                None => ctx.rooms.join(room, slot_tx.clone(), seat.take()).await,
+                Some(token) => {
+                    ctx.rooms
+                        .resume(room, token, slot_tx.clone(), arrival)
+                        .await
+                }
+                None => {
+                    ctx.rooms
+                        .join(room, slot_tx.clone(), seat.take(), arrival)
+                        .await
+                }
             };
             let (handle, joined) = match joining {
                 Ok(joined) => joined,
                 Err(e) => return session.handle_joined(Err(refusal_reason(e))),
             };
             Span::current().record("player", joined.player_id);
-            debug!(name = %hello.name, entity = joined.welcome.entity_id, resumed = hello.resume.is_some(), "joined");
+            debug!(%name, entity = joined.welcome.entity_id, resumed = hello.resume.is_some(), took_over = joined.took_over, "joined");
             // Membership first: from here on, however the connection ends, the room hears.
             let membership = Membership {
                 room: handle,
@@ -316,7 +319,7 @@ async fn carry_out(
                 membership.room.options().view_radius,
                 joined.welcome.pos_quantum,
             );
-            send(out, Outbound::Welcome(joined.welcome, radius)).map_err(End::Server)?;
+            send(out, Outbound::Welcome(Box::new(joined.welcome), radius)).map_err(End::Server)?;
             *member = Membered::Inside {
                 inbox: joined.inbox,
                 membership,
@@ -398,19 +401,6 @@ fn echoable(code: u16) -> u16 {
     }
 }
 
-/// Maps a read error to how the connection ends.
-fn cause_of(e: &WebSocketError) -> Cause {
-    match e {
-        WebSocketError::FrameTooLarge => Cause::Server(DisconnectReason::MessageTooBig),
-        WebSocketError::InvalidUTF8 => Cause::Server(DisconnectReason::TextFrame),
-        WebSocketError::SendError(_) => Cause::Server(DisconnectReason::SlowConsumer),
-        WebSocketError::UnexpectedEOF
-        | WebSocketError::IoError(_)
-        | WebSocketError::ConnectionClosed => Cause::Gone,
-        _ => Cause::Server(DisconnectReason::ProtocolError),
-    }
-}
-
 /// What the writer does next.
 enum Step {
     Reliable(Outbound),
@@ -457,10 +447,11 @@ async fn write_loop(
                 Frame::pong(Payload::Borrowed(&buf))
             }
             Step::Reliable(Outbound::Welcome(w, radius)) => {
-                match encode_into(&ServerMsg::Welcome(w), &mut buf) {
+                let budget = Budget::new(ctx.config.max_bytes_per_player_per_sec, w.tick_rate);
+                match encode_into(&ServerMsg::Welcome(*w), &mut buf) {
                     Ok(_) => {
                         welcomed = true;
-                        snapshots = SnapshotEncoder::new(radius);
+                        snapshots = SnapshotEncoder::new(radius).with_budget(budget);
                         Frame::binary(Payload::Borrowed(&buf))
                     }
                     Err(_) => break closer.close(Cause::Server(DisconnectReason::InternalError)),
@@ -507,7 +498,7 @@ async fn write_loop(
     // Counted before the close frame goes out, so whoever reads it and then the
     // metrics finds it counted.
     match closer.cause() {
-        Cause::Server(reason) => metrics.count_close(reason),
+        Cause::Server(reason) | Cause::Refused(reason, _) => metrics.count_close(reason),
         Cause::Peer(code) => {
             if let Some(reason) = code.and_then(DisconnectReason::from_code) {
                 metrics.count_close(reason);
@@ -517,6 +508,7 @@ async fn write_loop(
     }
     let close = match closer.cause() {
         Cause::Server(reason) => Frame::close(reason.code(), reason.reason().as_bytes()),
+        Cause::Refused(reason, detail) => Frame::close(reason.code(), detail.as_bytes()),
         // Echo the peer's code, as RFC 6455 suggests; a code-less close gets a code-less reply.
         Cause::Peer(Some(code)) => Frame::close(echoable(code), &[]),
         Cause::Peer(None) => Frame::close_raw(Payload::Borrowed(&[])),

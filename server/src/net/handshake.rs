@@ -14,13 +14,17 @@ pub struct Refusal {
     pub status: StatusCode,
     /// One line saying what was wrong and what is accepted.
     pub message: String,
+    /// Seconds after which trying again may succeed (`Retry-After`), for a rate limit.
+    pub retry_after: Option<u64>,
 }
 
 impl Refusal {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    /// A refusal with `status` and `message`, and no `Retry-After`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 }

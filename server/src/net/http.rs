@@ -1,43 +1,100 @@
 //! HTTP/1.1 on each accepted TCP connection: routing, the upgrade to WebSocket, and the
 //! handshake timeout.
 //!
-//! hyper enforces its header-read timeout only when it is given a timer, so the builder
-//! gets one: a connection that never finishes its request headers is closed after
+//! Every connection arrives here holding its admission permit ([`super::admission`]);
+//! one turned away at accept gets [`refuse_at_accept`] instead. hyper enforces its
+//! header-read timeout only when it is given a timer, so the builder gets one: a
+//! connection that never finishes its request headers is closed after
 //! `--handshake-timeout`. Upgrades are accepted only after the checks in
-//! [`super::handshake`] and the capacity checks (connections, rooms, room size) pass;
-//! the 101 response echoes the subprotocol.
+//! [`super::handshake`] and the capacity checks (rooms, room size, rooms created per
+//! client address) pass; the 101 response echoes the subprotocol.
+//!
+//! With `--api-listen` the room API moves to its own listener: [`Listener::Api`] serves
+//! only `/rooms*` and `/healthz`, and [`Listener::Main`] answers `/rooms*` with 404.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tickcast_shared::SUBPROTOCOL;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
+use super::admission::{OpenWebSocket, Permit, Refused};
 use super::handshake::{self, Refusal};
 use super::tls::TlsConfig;
-use super::{api, connection, page};
+use super::{api, client_ip, connection, page, per_ip};
 use crate::ServerCtx;
 
 type Body = Full<Bytes>;
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `--listen`: players, the page, matchmaking, health and metrics (and the room API
+    /// unless `--api-listen` is given).
+    Main,
+    /// `--api-listen`: the room API and `/healthz` only.
+    Api,
+}
+
+/// One accepted connection: where it came from and the permit it holds.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The listener that accepted it.
+    pub listener: Listener,
+    /// Its admission permit, shared with the WebSocket task after an upgrade.
+    pub permit: Arc<Permit>,
+}
+
+/// How long a refused connection is read from after the canned 503, so that closing it
+/// with its request unread does not make the kernel reset it before the client has read
+/// the answer.
+const REFUSAL_LINGER: Duration = Duration::from_millis(500);
+
+/// Turns away a connection over a cap at accept. On a plain port it gets a canned 503
+/// naming the cap (its request is never parsed); on a TLS port it is just closed, since
+/// anything written before the handshake would be garbage to a TLS client.
+pub async fn refuse_at_accept(mut stream: TcpStream, refused: Refused, tls: bool) {
+    if tls {
+        return;
+    }
+    let write = async {
+        stream.write_all(refused.canned_response()).await?;
+        stream.shutdown().await?;
+        // Read (and discard) what the client sends until it closes, briefly and bounded.
+        let mut sink = [0u8; 1024];
+        let mut left: usize = 16 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        std::io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(REFUSAL_LINGER, write).await;
+}
 
 /// Completes the TLS handshake on one TCP connection, then serves HTTP on it as
 /// [`serve`] does. The handshake must finish within `--handshake-timeout`; a failed or
 /// stalled one (a plain-text client on a TLS port, an untrusted certificate, a port
 /// scanner) is counted and the connection dropped, affecting no one else.
-pub async fn serve_tls(tls: TlsConfig, stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
+pub async fn serve_tls(tls: TlsConfig, stream: TcpStream, conn: Conn, ctx: Arc<ServerCtx>) {
+    let peer = conn.peer;
     let accept = TlsAcceptor::from(tls).accept(stream);
     let handshake = tokio::time::timeout(ctx.config.handshake_timeout, accept);
     let stream = tokio::select! {
@@ -56,18 +113,19 @@ pub async fn serve_tls(tls: TlsConfig, stream: TcpStream, peer: SocketAddr, ctx:
         },
         () = ctx.shutdown.cancelled() => return,
     };
-    serve(stream, peer, ctx).await;
+    serve(stream, conn, ctx).await;
 }
 
 /// Serves HTTP on one connection (plain TCP, or TLS after [`serve_tls`]) until it
 /// closes, upgrades, or the server stops.
-pub async fn serve<S>(stream: S, peer: SocketAddr, ctx: Arc<ServerCtx>)
+pub async fn serve<S>(stream: S, conn: Conn, ctx: Arc<ServerCtx>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = conn.peer;
     let service = {
         let ctx = Arc::clone(&ctx);
-        service_fn(move |req| route(req, peer, Arc::clone(&ctx)))
+        service_fn(move |req| route(req, conn.clone(), Arc::clone(&ctx)))
     };
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -90,21 +148,41 @@ where
 
 async fn route(
     req: Request<Incoming>,
-    peer: SocketAddr,
+    conn: Conn,
     ctx: Arc<ServerCtx>,
 ) -> Result<Response<Body>, Infallible> {
-    if is_api(req.uri().path()) {
-        return Ok(api::handle(req, &ctx).await);
+    let peer = conn.peer;
+    let client = client_ip::client_ip(peer, req.headers(), &ctx.config.trusted_proxies);
+    let path = req.uri().path().to_owned();
+    let path = path.as_str();
+    if conn.listener == Listener::Api {
+        return Ok(match (req.method(), path) {
+            (_, p) if is_room_api(p) => api::handle(req, client, &ctx).await,
+            (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
+            _ => api::not_found("the API listener serves only /rooms and /healthz"),
+        });
+    }
+    if is_room_api(path) && ctx.api_elsewhere {
+        return Ok(api::not_found(
+            "the room API is served on its own listener (--api-listen)",
+        ));
+    }
+    if is_room_api(path) || path == "/matchmake" {
+        return Ok(api::handle(req, client, &ctx).await);
     }
     // The playable page and its modules (GET only; other methods get 405 below).
     if let (&Method::GET, Some(asset)) = (req.method(), page::asset(req.uri().path())) {
         return Ok(asset.response());
     }
     let response = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/ws") => upgrade(req, peer, &ctx).unwrap_or_else(|refusal| {
+        (&Method::GET, "/ws") => upgrade(req, &conn, &ctx).unwrap_or_else(|refusal| {
             ctx.metrics.handshakes_refused.inc();
             debug!(%peer, status = %refusal.status, reason = %refusal.message, "upgrade refused");
-            text(refusal.status, refusal.message)
+            let mut r = text(refusal.status, refusal.message);
+            if let Some(secs) = refusal.retry_after {
+                r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            }
+            r
         }),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
         (&Method::GET, "/readyz") => match not_ready(&ctx) {
@@ -143,9 +221,10 @@ async fn route(
     Ok(response)
 }
 
-/// The paths of the JSON room API.
-fn is_api(path: &str) -> bool {
-    path == "/rooms" || path == "/matchmake" || path.starts_with("/rooms/")
+/// The paths of the JSON room API that `--api-listen` moves (`/matchmake` stays with
+/// the players).
+fn is_room_api(path: &str) -> bool {
+    path == "/rooms" || path.starts_with("/rooms/")
 }
 
 /// Why the server would not take a new player now, if it would not. An orchestrator
@@ -155,7 +234,8 @@ fn not_ready(ctx: &ServerCtx) -> Option<&'static str> {
         Some("shutting down")
     } else if ctx.draining.is_cancelled() {
         Some("draining")
-    } else if ctx.metrics.connections_open.load(Relaxed) >= ctx.config.max_connections as u64 {
+    } else if ctx.admission.open() >= ctx.admission.max_total() {
+        // Counting the probe's own connection: the next one would be turned away.
         Some("at the connection limit")
     } else {
         None
@@ -175,18 +255,16 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
 }
 
 fn refuse(status: StatusCode, message: &str) -> Refusal {
-    Refusal {
-        status,
-        message: message.to_owned(),
-    }
+    Refusal::new(status, message)
 }
 
 /// Checks an upgrade request and, if it passes, answers 101 and starts the connection.
 fn upgrade(
     mut req: Request<Incoming>,
-    peer: SocketAddr,
+    conn: &Conn,
     ctx: &Arc<ServerCtx>,
 ) -> Result<Response<Body>, Refusal> {
+    let peer = conn.peer;
     // A resuming player's own held seat would make its room look full; its Hello (with
     // the secret token) decides instead, and the room still refuses a fresh join when full.
     // For the same reason a resume may come in while the server drains: its match is
@@ -223,18 +301,27 @@ fn upgrade(
                     "too many rooms on this server",
                 ));
             }
+            // This join creates the room: a token of its client's room budget.
+            None => {
+                let client = client_ip::client_ip(peer, req.headers(), &ctx.config.trusted_proxies);
+                if let Err(wait) = ctx.room_create_limit.try_take(client, Instant::now()) {
+                    ctx.metrics.count_limited("room_creates_per_ip");
+                    let secs = per_ip::retry_after_secs(wait);
+                    return Err(Refusal {
+                        retry_after: Some(secs),
+                        ..refuse(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            &format!(
+                                "too many rooms created from your address \
+                                 (room-creates-per-ip-per-min); join an existing room or \
+                                 retry in {secs} s"
+                            ),
+                        )
+                    });
+                }
+            }
             _ => {}
         }
-    }
-    // Reserve the connection slot before answering 101, so the limit is never exceeded.
-    let open = ctx.metrics.connections_open.fetch_add(1, Relaxed);
-    let release = || ctx.metrics.connections_open.fetch_sub(1, Relaxed);
-    if open >= ctx.config.max_connections as u64 {
-        release();
-        return Err(refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many connections",
-        ));
     }
     // Last, so a ticket is only used up by a join that can go ahead.
     let seat = match ticket {
@@ -243,34 +330,28 @@ fn upgrade(
             .redeem(&ticket, &room, std::time::Instant::now())
         {
             Ok(seat) => Some(seat),
-            Err(e) => {
-                release();
-                return Err(Refusal {
-                    status: StatusCode::FORBIDDEN,
-                    message: e.to_string(),
-                });
-            }
+            Err(e) => return Err(Refusal::new(StatusCode::FORBIDDEN, e.to_string())),
         },
         None => None,
     };
     let (response, on_upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
         Err(e) => {
-            release();
-            return Err(Refusal {
-                status: StatusCode::BAD_REQUEST,
-                message: format!("bad upgrade request: {e}"),
-            });
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("bad upgrade request: {e}"),
+            ))
         }
     };
     let task_ctx = Arc::clone(ctx);
+    // Counted open from here, and the connection's permit kept, until the WebSocket's
+    // task ends (or the upgrade fails).
+    let open = OpenWebSocket::new(Arc::clone(&conn.permit), Arc::clone(&ctx.metrics));
     ctx.tasks.spawn(async move {
+        let _open = open;
         match on_upgrade.await {
             Ok(ws) => connection::serve(ws, task_ctx, room, peer, seat).await,
-            Err(e) => {
-                task_ctx.metrics.connections_open.fetch_sub(1, Relaxed);
-                warn!(%peer, error = %e, "upgrade did not complete");
-            }
+            Err(e) => warn!(%peer, error = %e, "upgrade did not complete"),
         }
     });
     let (mut parts, _) = response.into_parts();
