@@ -47,8 +47,10 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use crate::error::ClientError;
+use crate::link::Conditioning;
 use crate::session::Session;
 use crate::tls::TlsTrust;
+use crate::token::PlayerToken;
 use reader::Inbound;
 use writer::{close_with, write_msg};
 
@@ -93,6 +95,18 @@ pub struct ConnectOptions {
     pub local_ip: Option<IpAddr>,
     /// Certificate authorities trusted for `wss://` (default: the public web PKI).
     pub tls: TlsTrust,
+    /// A bad network to emulate between this connection and the server, inside this
+    /// process, under TLS and the WebSocket (see [`crate::link`]); `None`: the socket
+    /// as it is. A resume goes through the same link, with the same seed.
+    pub link: Option<Conditioning>,
+    /// The player's signed token, for a server that requires player authentication
+    /// (docs/PROTOCOL.md, section 3, *Player authentication*): sent in `Hello`, and
+    /// again in every resume of a [`crate::ReconnectingConnection`], where the server
+    /// checks that it names the same player. `None` on an open server. A refused
+    /// token ends the connect with [`ClientError::AuthRequired`],
+    /// [`ClientError::AuthInvalid`], [`ClientError::AuthExpired`] or
+    /// [`ClientError::AuthWrongRoom`].
+    pub auth_token: Option<PlayerToken>,
 }
 
 impl ConnectOptions {
@@ -105,6 +119,8 @@ impl ConnectOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             local_ip: None,
             tls: TlsTrust::default(),
+            link: None,
+            auth_token: None,
         }
     }
 }
@@ -129,6 +145,18 @@ pub enum Event {
         /// The close reason text.
         reason: String,
     },
+}
+
+impl Event {
+    /// For [`Event::Closed`], the reason its code stands for, when tickcast defines it
+    /// (for example [`DisconnectReason::Replaced`], 4014: the same player joined again
+    /// on a newer connection); `None` for other events and unknown codes.
+    pub fn close_reason(&self) -> Option<DisconnectReason> {
+        match self {
+            Self::Closed { code, .. } => DisconnectReason::from_code(*code),
+            _ => None,
+        }
+    }
 }
 
 /// One WebSocket of a connection: what a resume replaces whole.
@@ -174,7 +202,10 @@ impl Connection {
     /// [`ClientError::Tls`] when the server's certificate is not trusted;
     /// [`ClientError::HttpStatus`] when the server refuses the upgrade (400, 403, 409, ...);
     /// [`ClientError::SubprotocolMismatch`] when the 101 does not select `tickcast.v2`;
-    /// [`ClientError::Closed`] when the server closes instead of welcoming us;
+    /// [`ClientError::Closed`] when the server closes instead of welcoming us, or, for
+    /// a refused player token, [`ClientError::AuthRequired`] (4010),
+    /// [`ClientError::AuthInvalid`] (4011), [`ClientError::AuthExpired`] (4012) or
+    /// [`ClientError::AuthWrongRoom`] (4013);
     /// [`ClientError::ConnectTimeout`]; I/O and WebSocket errors otherwise.
     pub async fn connect(opts: ConnectOptions) -> Result<Connection, ClientError> {
         let target = Target::parse(&opts.url)?;
@@ -292,10 +323,7 @@ impl Connection {
             // this method cancel safe.
             let Some(inbound) = self.link.inbound.recv().await else {
                 return Err(match &self.closed {
-                    Some((code, reason)) => ClientError::Closed {
-                        code: *code,
-                        reason: reason.clone(),
-                    },
+                    Some((code, reason)) => ClientError::from_close(*code, reason.clone()),
                     None => ClientError::ConnectionLost,
                 });
             };
@@ -382,10 +410,7 @@ impl Connection {
 
     fn check_open(&self) -> Result<(), ClientError> {
         match &self.closed {
-            Some((code, reason)) => Err(ClientError::Closed {
-                code: *code,
-                reason: reason.clone(),
-            }),
+            Some((code, reason)) => Err(ClientError::from_close(*code, reason.clone())),
             None => Ok(()),
         }
     }

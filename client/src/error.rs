@@ -5,7 +5,7 @@
 //! "connect: http 409" or "close 4003" rather than a free-form message.
 
 use fastwebsockets::WebSocketError;
-use tickcast_shared::{DecodeError, EncodeError};
+use tickcast_shared::{DecodeError, DisconnectReason, EncodeError};
 
 /// Why a connection could not be made or could not go on.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,29 @@ pub enum ClientError {
         /// The close reason received.
         reason: String,
     },
+    /// Close 4010: the server requires a player token and our `Hello` carried none
+    /// (see [`crate::ConnectOptions::auth_token`]). Asking again without one gets the
+    /// same answer.
+    #[error("the server requires a player token (close 4010)")]
+    AuthRequired,
+    /// Close 4011: the server did not accept the player token: not a JWT, signed with
+    /// another key or algorithm, a required claim missing, or another issuer or
+    /// audience than the server's.
+    #[error("the server refused the player token as invalid (close 4011)")]
+    AuthInvalid,
+    /// Close 4012: the player token has expired. A fresh token from the game's backend
+    /// joins again; the same one never will.
+    #[error("the player token has expired (close 4012)")]
+    AuthExpired,
+    /// Close 4013: the player token is bound (`room` claim) to another room than the
+    /// one asked for.
+    #[error("the player token is not valid for this room (close 4013)")]
+    AuthWrongRoom,
+    /// Close 4014: a newer connection authenticated as the same player took the seat
+    /// over (the player opened the game elsewhere); this one is over, and reconnecting
+    /// would only take the seat back from the newer one.
+    #[error("a newer connection of the same player took the seat (close 4014)")]
+    Replaced,
     /// The connection is closing or closed on our side; nothing more can be sent.
     #[error("connection is closed")]
     NotOpen,
@@ -146,6 +169,12 @@ impl ClientError {
             Self::SubprotocolMismatch { .. } => "subprotocol".into(),
             Self::VersionMismatch { .. } => "version".into(),
             Self::Closed { code, .. } => format!("close {code}"),
+            // Grouped by close code like every other close, as the report's table is.
+            Self::AuthRequired => close_kind(DisconnectReason::AuthRequired),
+            Self::AuthInvalid => close_kind(DisconnectReason::AuthInvalid),
+            Self::AuthExpired => close_kind(DisconnectReason::AuthExpired),
+            Self::AuthWrongRoom => close_kind(DisconnectReason::AuthWrongRoom),
+            Self::Replaced => close_kind(DisconnectReason::Replaced),
             Self::NotOpen => "not open".into(),
             Self::ConnectionLost => "connection lost".into(),
             Self::Bind { source, .. } => format!("bind: {}", source.kind()),
@@ -171,6 +200,35 @@ impl ClientError {
         }
     }
 
+    /// The error for a close frame from the server: the typed variant for the codes
+    /// that have one (4010-4014), [`ClientError::Closed`] for the others.
+    pub fn from_close(code: u16, reason: String) -> Self {
+        match DisconnectReason::from_code(code) {
+            Some(DisconnectReason::AuthRequired) => Self::AuthRequired,
+            Some(DisconnectReason::AuthInvalid) => Self::AuthInvalid,
+            Some(DisconnectReason::AuthExpired) => Self::AuthExpired,
+            Some(DisconnectReason::AuthWrongRoom) => Self::AuthWrongRoom,
+            Some(DisconnectReason::Replaced) => Self::Replaced,
+            _ => Self::Closed { code, reason },
+        }
+    }
+
+    /// The server's close reason behind this error, when it is one tickcast defines
+    /// (a [`ClientError::Closed`] with a known code, or a typed close such as
+    /// [`ClientError::AuthExpired`] or [`ClientError::SessionExpired`]).
+    pub fn close_reason(&self) -> Option<DisconnectReason> {
+        match self {
+            Self::Closed { code, .. } => DisconnectReason::from_code(*code),
+            Self::AuthRequired => Some(DisconnectReason::AuthRequired),
+            Self::AuthInvalid => Some(DisconnectReason::AuthInvalid),
+            Self::AuthExpired => Some(DisconnectReason::AuthExpired),
+            Self::AuthWrongRoom => Some(DisconnectReason::AuthWrongRoom),
+            Self::Replaced => Some(DisconnectReason::Replaced),
+            Self::SessionExpired => Some(DisconnectReason::SessionExpired),
+            _ => None,
+        }
+    }
+
     /// Whether this error means the connection itself was lost, rather than ended on
     /// purpose by either side: the socket ended without a close frame, a read or write
     /// failed, or (while connecting again) the TCP connect, the HTTP exchange or the
@@ -187,6 +245,11 @@ impl ClientError {
                 | Self::WebSocket(WebSocketError::HTTPError(_))
         )
     }
+}
+
+/// The [`ClientError::kind`] of a close with `reason`'s code.
+fn close_kind(reason: DisconnectReason) -> String {
+    format!("close {}", reason.code())
 }
 
 impl From<WebSocketError> for ClientError {
@@ -233,6 +296,51 @@ mod tests {
         };
         assert_eq!(gave_up.kind(), "reconnect gave up: io: connection refused");
         assert_eq!(ClientError::SessionExpired.kind(), "session expired");
+    }
+
+    #[test]
+    fn token_refusals_are_typed_and_keep_their_close_code_as_kind() {
+        let typed = [
+            (4010, DisconnectReason::AuthRequired),
+            (4011, DisconnectReason::AuthInvalid),
+            (4012, DisconnectReason::AuthExpired),
+            (4013, DisconnectReason::AuthWrongRoom),
+            (4014, DisconnectReason::Replaced),
+        ];
+        for (code, reason) in typed {
+            let e = ClientError::from_close(code, reason.reason().into());
+            assert!(!matches!(e, ClientError::Closed { .. }), "{code}: {e:?}");
+            assert_eq!(e.close_reason(), Some(reason));
+            assert_eq!(e.kind(), format!("close {code}"));
+            assert!(!e.is_connection_loss(), "{code}");
+            assert!(e.to_string().contains(&format!("close {code}")), "{e}");
+        }
+        assert!(matches!(
+            ClientError::from_close(4011, String::new()),
+            ClientError::AuthInvalid
+        ));
+        assert!(matches!(
+            ClientError::from_close(4014, String::new()),
+            ClientError::Replaced
+        ));
+        // Every other code stays a plain close, reason kept.
+        for code in [1000, 1001, 4003, 4008, 4009, 4015, 4999] {
+            match ClientError::from_close(code, "why".into()) {
+                ClientError::Closed { code: got, reason } => {
+                    assert_eq!((got, reason.as_str()), (code, "why"));
+                }
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            ClientError::from_close(4008, String::new()).close_reason(),
+            Some(DisconnectReason::SessionExpired)
+        );
+        assert_eq!(
+            ClientError::from_close(4999, String::new()).close_reason(),
+            None
+        );
+        assert_eq!(ClientError::ConnectionLost.close_reason(), None);
     }
 
     #[test]

@@ -15,6 +15,15 @@
 //! an answer, not a loss: it ends the session as it would end a [`Connection`]
 //! (docs/PROTOCOL.md, section 3: resume only after a drop the client did not choose).
 //!
+//! The player token ([`ConnectOptions::auth_token`]) goes with every resume, since
+//! the server checks that a resume comes from the same player. Its refusals end the
+//! session without another attempt: 4010, 4011 and 4013 would be answered the same
+//! way again, and after 4014 the player is playing on a newer connection, which a
+//! retry would only kick out in turn. After 4012 (expired) a fresh token could join
+//! again, but the options hold one token and a resume cannot change it: the error
+//! ([`ClientError::AuthExpired`]) goes to the caller, who can connect anew with a
+//! fresh token from the game's backend.
+//!
 //! # Why a wrapper, and not more [`Event`]s on [`Connection`]
 //! - A game must *know* that a resume happened: its input sequence numbers start again
 //!   at 1 and the server's `last_input_seq` with them, so the inputs it keeps for
@@ -183,6 +192,17 @@ pub enum SessionEvent {
         /// Connection attempts it took (1: the first one succeeded).
         attempts: u32,
     },
+}
+
+impl SessionEvent {
+    /// As [`Event::close_reason`]: what the code of a [`SessionEvent::Closed`] stands
+    /// for, such as [`DisconnectReason::Replaced`].
+    pub fn close_reason(&self) -> Option<DisconnectReason> {
+        match self {
+            Self::Closed { code, .. } => DisconnectReason::from_code(*code),
+            _ => None,
+        }
+    }
 }
 
 impl From<Event> for SessionEvent {

@@ -20,7 +20,12 @@
 //! reports).
 
 mod histograms;
+pub mod html;
 mod merge;
+pub mod prometheus;
+pub mod series;
+pub mod server;
+pub mod svg;
 mod totals;
 
 use std::collections::BTreeMap;
@@ -35,6 +40,8 @@ pub use histograms::{
     SerializedHistograms, HISTOGRAM_MAX_MICROS, HISTOGRAM_SIGFIG, MAX_ENCODED_HISTOGRAM,
 };
 pub use merge::{merge, MergeError};
+pub use series::{merge_series, Interval, Sample, Series, SeriesRecorder};
+pub use server::{ServerRecorder, ServerSample, ServerSeries};
 pub use totals::Totals;
 
 /// p50, p99 and max of one latency, in milliseconds.
@@ -135,6 +142,11 @@ pub struct Report {
     /// in a merge of different runs).
     #[serde(default)]
     pub behaviour: String,
+    /// The bad network the bots' links were conditioned with (`--link`, `--latency`,
+    /// ...); absent when they ran on the network as it is. What it did shows in the
+    /// figures the bots measured: `rtt_ms`, `snapshot_gap_ms`, `reconnects`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<crate::link::LinkSpec>,
     /// How many `tickcast-bots` processes this report covers (more than 1 after a merge).
     #[serde(default = "one")]
     pub processes: u64,
@@ -142,6 +154,14 @@ pub struct Report {
     /// Absent in reports of older versions, which therefore cannot be merged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histograms: Option<SerializedHistograms>,
+    /// The run second by second (and the server's metrics, when scraped); absent in
+    /// reports of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<Series>,
+    /// The command line that produced the report (several, `; `-separated, after a
+    /// merge), shown in the HTML report.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub command: String,
 }
 
 fn one() -> u64 {
@@ -196,11 +216,14 @@ impl Report {
             connected_bot_s: bot_secs,
             rooms: 1,
             behaviour: String::new(),
+            link: None,
             processes: 1,
             histograms: histograms
                 .encode()
                 .inspect_err(|e| tracing::warn!(error = %e, "report without histograms"))
                 .ok(),
+            series: None,
+            command: String::new(),
         }
     }
 
@@ -271,6 +294,9 @@ impl fmt::Display for Report {
             self.reconnects,
             self.game_events
         )?;
+        if let Some(link) = &self.link {
+            writeln!(f, "  link        {link}, each direction")?;
+        }
         writeln!(
             f,
             "  bots        {} requested, {} connected, {} failed, {} disconnected early; {:.1} s",

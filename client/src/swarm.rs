@@ -28,11 +28,18 @@ use tokio_util::sync::CancellationToken;
 use crate::behaviour::{Behaviour, BehaviourKind};
 use crate::connection::{ConnectOptions, DEFAULT_CONNECT_TIMEOUT};
 use crate::error::ClientError;
+use crate::link::{Conditioning, LinkSpec};
 use crate::placement::{self, PlacementError, Rooms};
 use crate::progress::Progress;
 use crate::reconnect::{ReconnectPolicy, ReconnectingConnection, SessionEvent};
-use crate::report::{new_histogram, record, Histograms, Report, Totals};
+use crate::report::{
+    new_histogram, record, Histograms, Interval, Report, SeriesRecorder, ServerRecorder,
+    ServerSeries, Totals,
+};
+use crate::scrape;
+use tickcast_shared::{encode_into, ClientMsg, Input, InputPayload, Ping};
 use crate::tls::TlsTrust;
+use crate::token::{self, BotTokens, PlayerToken};
 
 /// How often each bot pings.
 pub const PING_INTERVAL: Duration = Duration::from_secs(1);
@@ -45,6 +52,14 @@ const MAX_INPUT_PERIOD: Duration = Duration::from_secs(3600);
 
 /// Shortest interval between two progress samples: reading them locks every shard.
 const MIN_PROGRESS_PERIOD: Duration = Duration::from_millis(50);
+
+/// Time between two samples of the report's time series, and between two scrapes
+/// of the server's metrics.
+pub const SERIES_PERIOD: Duration = Duration::from_secs(1);
+
+/// Limit on one scrape of the server's metrics: less than the period, so that a
+/// silent server costs one failed scrape per second, not a pile of them.
+const SCRAPE_LIMIT: Duration = Duration::from_millis(900);
 
 /// How long a bot whose send failed keeps reading, to learn the close code that
 /// explains the failure (the server's close frame is usually already queued).
@@ -84,6 +99,16 @@ pub struct SwarmConfig {
     pub reconnect: Option<ReconnectPolicy>,
     /// Certificate authorities trusted for `wss://` URLs.
     pub tls: TlsTrust,
+    /// A bad network to emulate under every bot, each with its own model seeded with
+    /// its index (see [`crate::link`]); `None`: the sockets as they are.
+    pub link: Option<LinkSpec>,
+    /// The server's Prometheus page (`http://HOST:PORT/metrics`) to scrape once a
+    /// second during the run, for the report's server plots; `None`: not scraped.
+    pub metrics_url: Option<String>,
+    /// Sign a player token for each bot, for a server that requires player
+    /// authentication: `sub` and `name` are the bot's name, `exp` the end of the run
+    /// plus [`crate::token::BOT_TOKEN_MARGIN`]. `None`: bots send no token.
+    pub tokens: Option<BotTokens>,
 }
 
 impl Default for SwarmConfig {
@@ -106,6 +131,9 @@ impl Default for SwarmConfig {
             source_addrs: None,
             reconnect: Some(ReconnectPolicy::default()),
             tls: TlsTrust::default(),
+            link: None,
+            metrics_url: None,
+            tokens: None,
         }
     }
 }
@@ -162,6 +190,9 @@ where
 {
     let started = std::time::Instant::now();
     let start = Instant::now();
+    let start_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let deadline = start + config.duration;
     let ramp = config.ramp.min(config.duration);
 
@@ -201,6 +232,15 @@ where
     });
     let mut window = new_histogram();
     let mut totals = Totals::default();
+    let mut series = SeriesRecorder::new(start_unix_ms, ramp);
+    let mut second = Interval::new();
+    let mut seconds = interval_at(start + SERIES_PERIOD, SERIES_PERIOD);
+    seconds.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let scraping = CancellationToken::new();
+    let scraper = config
+        .metrics_url
+        .clone()
+        .map(|url| tokio::spawn(scrape_metrics(url, start, scraping.clone())));
     loop {
         let tick = async {
             match ticker.as_mut() {
@@ -210,6 +250,11 @@ where
         };
         let joined = tokio::select! {
             joined = bots.join_next() => joined,
+            _ = seconds.tick() => {
+                let (connected, bot_time) = take_second(&shards, &mut second);
+                series.push(start.elapsed(), connected, bot_time, &second, false);
+                continue;
+            }
             _ = tick => {
                 if let Some((_, observe)) = observer.as_mut() {
                     observe(&sample(&shards, &mut window, start.elapsed(), config.bots));
@@ -223,7 +268,21 @@ where
             Some(Err(e)) => {
                 tracing::error!(error = %e, "bot task failed");
                 totals.error(if e.is_panic() { "panic" } else { "cancelled" });
+                if let Some(shard) = shards.first() {
+                    lock(shard).second.errors += 1;
+                }
             }
+        }
+    }
+
+    let (connected, bot_time) = take_second(&shards, &mut second);
+    series.push(start.elapsed(), connected, bot_time, &second, true);
+    scraping.cancel();
+    let mut series = series.finish();
+    if let Some(scraper) = scraper {
+        match scraper.await {
+            Ok(server) => series.servers.push(server),
+            Err(e) => tracing::warn!(error = %e, "metrics scraper failed"),
         }
     }
 
@@ -240,7 +299,51 @@ where
     );
     report.rooms = rooms.count() as u64;
     report.behaviour = config.behaviour.to_string();
+    report.link = config.link.clone();
+    report.series = Some(series);
     report
+}
+
+/// Empties every shard's interval into `into` (cleared first) and returns how many
+/// bots are connected now and the connected bot-time since the last call: one lock
+/// per shard per second.
+fn take_second(shards: &[Arc<Mutex<Shard>>], into: &mut Interval) -> (u64, Duration) {
+    into.reset();
+    let mut connected = 0;
+    let mut bot_time = Duration::ZERO;
+    for shard in shards {
+        let mut shard = lock(shard);
+        shard.set_connected(None);
+        connected += shard.live.connected;
+        bot_time += std::mem::take(&mut shard.bot_time);
+        into.add(&shard.second);
+        shard.second.reset();
+    }
+    (connected, bot_time)
+}
+
+/// Scrapes `url` at the start and then once a [`SERIES_PERIOD`] until `stop`, and
+/// returns what the server said. A failed scrape is counted, never fatal.
+async fn scrape_metrics(url: String, start: Instant, stop: CancellationToken) -> ServerSeries {
+    let mut recorder = ServerRecorder::new(&url);
+    let mut ticks = interval_at(start, SERIES_PERIOD);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        let at = start.elapsed();
+        let page = tokio::select! {
+            () = stop.cancelled() => break,
+            page = scrape::fetch(&url, SCRAPE_LIMIT) => page,
+        };
+        if let Err(e) = &page {
+            tracing::debug!(%url, error = %e, "metrics scrape failed");
+        }
+        recorder.scraped(at, page.as_deref().map_err(ToString::to_string));
+    }
+    recorder.finish()
 }
 
 /// The report of a run that could not start: every bot failed for the same reason.
@@ -297,6 +400,12 @@ struct Shard {
     live: Live,
     /// Round-trip times since the last progress sample.
     recent_rtt: Histogram<u64>,
+    /// What the bots measured since the last sample of the time series.
+    second: Interval,
+    /// Connected bot-time since the last sample, up to `changed`.
+    bot_time: Duration,
+    /// When `live.connected` last changed (or was accounted for).
+    changed: Instant,
 }
 
 impl Shard {
@@ -305,6 +414,26 @@ impl Shard {
             histograms: Histograms::new(),
             live: Live::default(),
             recent_rtt: new_histogram(),
+            second: Interval::new(),
+            bot_time: Duration::ZERO,
+            changed: Instant::now(),
+        }
+    }
+
+    /// Counts one more (`Some(true)`) or one fewer (`Some(false)`) connected bot, or
+    /// none (`None`, to account up to now), first adding the bot-time of the old count
+    /// since its last change: the exact integral of connected bots over time, read
+    /// once a second as the denominator of the per-bot rates.
+    fn set_connected(&mut self, up: Option<bool>) {
+        let now = Instant::now();
+        let since = now.saturating_duration_since(self.changed);
+        let bots = u32::try_from(self.live.connected).unwrap_or(u32::MAX);
+        self.bot_time += since.saturating_mul(bots);
+        self.changed = now;
+        match up {
+            Some(true) => self.live.connected += 1,
+            Some(false) => self.live.connected = self.live.connected.saturating_sub(1),
+            None => {}
         }
     }
 }
@@ -345,9 +474,9 @@ impl Presence {
         if self.up != up {
             let mut shard = lock(shard);
             if up {
-                shard.live.connected += 1;
+                shard.set_connected(Some(true));
             } else {
-                shard.live.connected = shard.live.connected.saturating_sub(1);
+                shard.set_connected(Some(false));
             }
             self.up = up;
         }
@@ -370,13 +499,29 @@ impl Bot {
             () = sleep_until(start) => {}
         }
 
+        let name = format!("{}-{}", self.config.name_prefix, self.index);
+        let auth_token = match self.mint_token(&name, deadline) {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::debug!(bot = self.index, error = %e, "no token");
+                lock(&self.shard).live.failed += 1;
+                totals.bots_failed = 1;
+                self.error(&mut totals, "connect: token");
+                return totals;
+            }
+        };
         let opts = ConnectOptions {
             url: self.url.clone(),
-            name: format!("{}-{}", self.config.name_prefix, self.index),
+            name,
             origin: self.config.origin.clone(),
             connect_timeout: self.config.connect_timeout,
             local_ip: self.local_ip,
             tls: self.config.tls.clone(),
+            link: self.config.link.clone().map(|spec| Conditioning {
+                spec,
+                seed: self.index as u64,
+            }),
+            auth_token,
         };
         let connect_started = std::time::Instant::now();
         let connected = tokio::select! {
@@ -384,7 +529,7 @@ impl Bot {
             () = sleep_until(deadline) => {
                 lock(&self.shard).live.failed += 1;
                 totals.bots_failed = 1;
-                totals.error("connect: run ended first");
+                self.error(&mut totals, "connect: run ended first");
                 return totals;
             }
             connected = ReconnectingConnection::connect(opts, self.config.reconnect) => connected,
@@ -395,14 +540,14 @@ impl Bot {
                 tracing::debug!(bot = self.index, error = %e, "connect failed");
                 lock(&self.shard).live.failed += 1;
                 totals.bots_failed = 1;
-                totals.error(format!("connect: {}", e.kind()));
+                self.error(&mut totals, format!("connect: {}", e.kind()));
                 return totals;
             }
         };
         {
             let mut shard = lock(&self.shard);
             record(&mut shard.histograms.connect, connect_started.elapsed());
-            shard.live.connected += 1;
+            shard.set_connected(Some(true));
         }
         totals.bots_connected = 1;
         let connected_at = Instant::now();
@@ -426,11 +571,13 @@ impl Bot {
 
         match end {
             // The run ended during an outage: no connection to close.
-            End::Done if conn.is_reconnecting() => totals.error("close: still reconnecting"),
+            End::Done if conn.is_reconnecting() => {
+                self.error(&mut totals, "close: still reconnecting");
+            }
             End::Done => match conn.close("bot done").await {
-                Ok(Some(code)) => totals.close_code(code),
-                Ok(None) => totals.error("close: no answer"),
-                Err(e) => totals.error(format!("close: {}", e.kind())),
+                Ok(Some(code)) => self.closed(&mut totals, code),
+                Ok(None) => self.error(&mut totals, "close: no answer"),
+                Err(e) => self.error(&mut totals, format!("close: {}", e.kind())),
             },
             End::Ended => totals.bots_disconnected = 1,
         }
@@ -469,6 +616,12 @@ impl Bot {
         .with_fields(&conn.welcome().fields);
         // Bytes already added to the shard's live counter.
         let mut bytes_counted = 0;
+        // Bytes sent since the last snapshot, added to the shard's second with it
+        // (under the lock taken for the snapshot anyway), and the buffer that measures
+        // them.
+        let mut up_pending = 0;
+        let mut up_buf = Vec::with_capacity(64);
+        let connected_at = Instant::now();
 
         loop {
             let sent = tokio::select! {
@@ -481,12 +634,17 @@ impl Bot {
                             let session = conn.session();
                             let bytes = session.stats().bytes_received;
                             let mut shard = lock(&self.shard);
+                            let down = bytes.saturating_sub(bytes_counted);
                             shard.live.snapshots += 1;
-                            shard.live.bytes += bytes.saturating_sub(bytes_counted);
+                            shard.live.bytes += down;
                             bytes_counted = bytes;
+                            shard.second.snapshots += 1;
+                            shard.second.bytes_down += down;
+                            shard.second.bytes_up += std::mem::take(&mut up_pending);
                             if let Some(m) = session.last_snapshot_metrics() {
                                 if let Some(gap) = m.gap {
                                     record(&mut shard.histograms.snapshot_gap, gap);
+                                    record(&mut shard.second.gap, gap);
                                 }
                                 if let Some(ack) = m.input_ack {
                                     record(&mut shard.histograms.input_ack, ack);
@@ -497,6 +655,7 @@ impl Bot {
                             let mut shard = lock(&self.shard);
                             record(&mut shard.histograms.rtt, rtt);
                             record(&mut shard.recent_rtt, rtt);
+                            record(&mut shard.second.rtt, rtt);
                         }
                         // Counted by the session; the report reads the total at the end.
                         Ok(SessionEvent::Game(_)) => {}
@@ -510,12 +669,12 @@ impl Bot {
                         }
                         Ok(SessionEvent::Closed { code, reason }) => {
                             tracing::debug!(bot = self.index, code, %reason, "closed by server");
-                            totals.close_code(code);
+                            self.closed(totals, code);
                             return End::Ended;
                         }
                         Err(e) => {
                             tracing::debug!(bot = self.index, error = %e, "connection failed");
-                            totals.error(e.kind());
+                            self.error(totals, e.kind());
                             return End::Ended;
                         }
                     }
@@ -525,9 +684,21 @@ impl Bot {
                     let session = conn.session();
                     let movement =
                         behaviour.next_movement(session.entity(own_id), session.entities());
-                    conn.send_input(movement, 0).await.map(drop)
+                    conn.send_input(movement, 0).await.map(|seq| {
+                        up_pending += sent_bytes(&mut up_buf, &ClientMsg::Input(Input {
+                            seq,
+                            movement,
+                            buttons: 0,
+                            payload: InputPayload::default(),
+                        }));
+                    })
                 }
-                _ = pings.tick() => conn.send_ping().await,
+                _ = pings.tick() => conn.send_ping().await.map(|()| {
+                    // The session's nonce is its age in µs; the connection's is as long
+                    // in the encoding but for the first milliseconds.
+                    let nonce = connected_at.elapsed().as_micros() as u64;
+                    up_pending += sent_bytes(&mut up_buf, &ClientMsg::Ping(Ping { nonce }));
+                }),
             };
             if let Err(e) = sent {
                 if matches!(e, ClientError::Reconnecting)
@@ -540,13 +711,60 @@ impl Bot {
                 }
                 // Usually the server has just closed us; its close frame says why.
                 match drain_close(conn).await {
-                    Some(code) => totals.close_code(code),
-                    None => totals.error(e.kind()),
+                    Some(code) => self.closed(totals, code),
+                    None => self.error(totals, e.kind()),
                 }
                 return End::Ended;
             }
         }
     }
+}
+
+impl Bot {
+    /// Counts a failure in the bot's totals and in its shard's current second.
+    /// This bot's player token, when the swarm signs them: good for its room (when
+    /// bound to it) until the run's end plus a margin, from now.
+    fn mint_token(
+        &self,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Option<PlayerToken>, ClientError> {
+        let Some(tokens) = &self.config.tokens else {
+            return Ok(None);
+        };
+        let target = crate::connection::Target::parse(&self.url)?;
+        let room = if target.room.is_empty() {
+            tickcast_shared::DEFAULT_ROOM
+        } else {
+            &target.room
+        };
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let exp = token::expiry_after(now_unix, deadline.saturating_duration_since(Instant::now()));
+        tokens
+            .mint(name, room, exp)
+            .map(Some)
+            .map_err(|e| ClientError::InvalidRequest(e.to_string()))
+    }
+
+    fn error(&self, totals: &mut Totals, kind: impl Into<String>) {
+        totals.error(kind);
+        lock(&self.shard).second.errors += 1;
+    }
+
+    /// Counts a close code received, likewise.
+    fn closed(&self, totals: &mut Totals, code: u16) {
+        totals.close_code(code);
+        *lock(&self.shard).second.closes.entry(code).or_default() += 1;
+    }
+}
+
+/// Payload bytes of `msg` on the wire (what the connection wrote for it), measured
+/// by encoding it again into `buf`, which is reused.
+fn sent_bytes(buf: &mut Vec<u8>, msg: &ClientMsg) -> u64 {
+    buf.clear();
+    encode_into(msg, buf).map_or(0, |n| n as u64)
 }
 
 /// Reads what is left until the server's close, for its code.

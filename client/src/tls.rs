@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -78,17 +78,22 @@ impl TlsTrust {
         Self(Arc::new(config))
     }
 
-    /// Runs the TLS handshake on `tcp` for `host` (a DNS name or an IP address, which
-    /// the certificate must name).
-    pub(crate) async fn connect(
+    /// Runs the TLS handshake on `stream` for `host` (a DNS name or an IP address,
+    /// which the certificate must name). Any byte stream will do, not only a
+    /// `TcpStream`: a bot on a conditioned link runs TLS over the link's stream, so
+    /// that the handshake and every record cross the emulated network.
+    pub(crate) async fn connect<S>(
         &self,
         host: &str,
-        tcp: TcpStream,
-    ) -> Result<TlsStream<TcpStream>, ClientError> {
+        stream: S,
+    ) -> Result<TlsStream<S>, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| ClientError::InvalidUrl(format!("{host}: not a TLS server name: {e}")))?;
         TlsConnector::from(Arc::clone(&self.0))
-            .connect(name, tcp)
+            .connect(name, stream)
             .await
             .map_err(|e| {
                 // tokio-rustls wraps TLS alerts and certificate errors in io::Error;

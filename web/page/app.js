@@ -5,7 +5,10 @@
 // game's side: a room list, controls, drawing, a HUD, and the connection's messages.
 //
 // URL parameters: `room`, `name`, `autojoin=1` (join at once instead of showing the room
-// list), `ws` (another WebSocket endpoint, e.g. through a proxy). `window.tickcastPage` is
+// list), `ws` (another WebSocket endpoint, e.g. through a proxy). A player token for a
+// server that requires player authentication comes in the fragment, `#token=JWT` (a
+// browser never sends the fragment to any server, unlike the query, so the token stays
+// out of access logs and proxies), or is pasted into the lobby's token field. `window.tickcastPage` is
 // a read-only view of the page's state for tests and for curious players (the contract is
 // in the project's briefs; keep its names stable).
 
@@ -33,6 +36,8 @@ let client = null;
 /** The room joined (or being joined) last. */
 let room = params.get("room") || "lobby";
 let name = cleanName(params.get("name") || `player-${Math.floor(1000 + Math.random() * 9000)}`);
+/** The player token sent in every Hello (and to the matchmaker), or null on an open server. */
+let authToken = tokenFromFragment();
 /** @type {Welcome | null} */
 let welcome = null;
 /** Resumes done in this page's life. */
@@ -103,6 +108,12 @@ class CountingSocket extends WebSocket {
   }
 }
 
+/** The `token` of the page URL's fragment (`#token=...`), or null. */
+function tokenFromFragment() {
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  return token?.trim() || null;
+}
+
 /** The WebSocket endpoint: `?ws=` if given, else `ws` beside this page (wss: under https:). */
 function socketUrl() {
   const given = params.get("ws");
@@ -163,6 +174,7 @@ function join(roomId, ticket) {
     room: roomId,
     name,
     ...(ticket ? { ticket } : {}),
+    ...(authToken ? { authToken } : {}),
     // The DOM's WebSocket type is stricter about handler arguments than the library's
     // `SocketLike`, though the class is exactly what the library uses by default.
     WebSocket: /** @type {any} */ (CountingSocket),
@@ -261,6 +273,11 @@ const CLOSE_HINTS = /** @type {Record<number, string>} */ ({
   4005: "The connection was too slow to keep up with the game.",
   4006: "The room was closed.",
   4008: "The session expired: the server no longer holds this player.",
+  4010: "This server needs a player token: paste one into the token field, or open the page with #token=... from your game's login.",
+  4011: "The server did not accept the player token: it is not one this server's game issued.",
+  4012: "The player token has expired: get a fresh one from your game's login and join again.",
+  4013: "The player token is for another room.",
+  4014: "You joined this room from another tab or device, which took over your seat.",
 });
 
 /** @param {PageState} next */
@@ -461,8 +478,10 @@ el("leave").addEventListener("click", leave);
 
 const nameInput = /** @type {HTMLInputElement} */ (el("name"));
 const roomInput = /** @type {HTMLInputElement} */ (el("room"));
+const tokenInput = /** @type {HTMLInputElement} */ (el("token"));
 nameInput.value = name;
 roomInput.value = room;
+tokenInput.value = authToken ?? "";
 const ROOM_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** @param {string} text */
@@ -470,9 +489,11 @@ const lobbyStatus = (text) => {
   el("lobby-status").textContent = text;
 };
 
+/** Takes the lobby form's name (cleaned) and player token (empty: none) for the next join. */
 function takeName() {
   name = cleanName(nameInput.value);
   nameInput.value = name;
+  authToken = tokenInput.value.trim() || null;
 }
 
 el("join-form").addEventListener("submit", (e) => {
@@ -489,7 +510,8 @@ el("play-now").addEventListener("click", async () => {
   try {
     const r = await fetch("matchmake", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      // With player authentication on, the matchmaker wants the token too.
+      headers: { "Content-Type": "application/json", ...(authToken ? { Authorization: `Bearer ${authToken}` } : {}) },
       body: JSON.stringify({ name }),
     });
     const body = await r.json();

@@ -12,10 +12,12 @@ use clap::{Parser, Subcommand};
 use humantime::parse_duration;
 use indicatif::{ProgressBar, ProgressDrawTarget};
 use tickcast_client::progress::progress_line;
+use tickcast_client::BotTokens;
 use tickcast_client::{
     merge, run_swarm_with_progress, BehaviourKind, Progress, ReconnectPolicy, Report,
 };
-use tickcast_client::{run_swarm, SwarmConfig, TlsTrust};
+use tickcast_client::link::{parse_bandwidth, PROFILES};
+use tickcast_client::{run_swarm, LinkSpec, LossStall, Profile, SwarmConfig, TlsTrust};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -38,6 +40,7 @@ const PROGRESS_PERIOD: Duration = Duration::from_millis(500);
 ///
 /// Several processes (or machines) can run side by side with `--json FILE` each;
 /// `tickcast-bots merge a.json b.json` then combines their reports exactly.
+/// `--html FILE` (on a run or a merge) draws the report as one HTML page with plots.
 #[derive(Debug, Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -111,6 +114,112 @@ struct RunArgs {
     /// server's self-signed certificate. The public web PKI is always trusted.
     #[arg(long, value_name = "PEM")]
     ca_cert: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page with plots (bots,
+    /// snapshots, gaps, rtt, bandwidth, errors over time; latency CDFs), readable
+    /// offline: see docs/LOAD-REPORTS.md.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Scrape the server's Prometheus page (`http://HOST:PORT/metrics`) once a second
+    /// during the run, for plots of its tick duration, tick lateness and players. A
+    /// failed scrape is counted in the report, never fatal.
+    #[arg(long, value_name = "URL", value_parser = metrics_url)]
+    metrics_url: Option<String>,
+    #[command(flatten)]
+    link: LinkArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
+}
+
+/// Flags of player tokens, for a server that requires player authentication.
+#[derive(Debug, Default, clap::Args)]
+struct AuthArgs {
+    /// Sign a player token (HS256 JWT) for each bot with the secret in FILE, the same
+    /// file as the server's `--auth-jwt-secret-file` (its bytes, trailing newlines
+    /// trimmed). Each bot's token has `sub` and `name` = its name (`PREFIX-N`) and
+    /// expires a minute after the run ends.
+    #[arg(long, value_name = "FILE")]
+    jwt_secret_file: Option<PathBuf>,
+    /// Bind each bot's token to its room (`room` claim), as per-match tokens are.
+    #[arg(long, requires = "jwt_secret_file")]
+    jwt_room_claim: bool,
+    /// `iss` claim of the bots' tokens, to match the server's `--auth-jwt-issuer`.
+    #[arg(long, value_name = "ISSUER", requires = "jwt_secret_file")]
+    jwt_issuer: Option<String>,
+    /// `aud` claim of the bots' tokens, to match the server's `--auth-jwt-audience`.
+    #[arg(long, value_name = "AUDIENCE", requires = "jwt_secret_file")]
+    jwt_audience: Option<String>,
+}
+
+impl AuthArgs {
+    /// How the bots sign their tokens; `None` without `--jwt-secret-file`.
+    fn tokens(&self) -> anyhow::Result<Option<BotTokens>> {
+        let Some(path) = &self.jwt_secret_file else {
+            return Ok(None);
+        };
+        let contents = std::fs::read(path)
+            .with_context(|| format!("--jwt-secret-file: reading {}", path.display()))?;
+        let mut tokens = BotTokens::from_secret_file_contents(contents)
+            .with_context(|| format!("--jwt-secret-file {}", path.display()))?;
+        tokens.room_claim = self.jwt_room_claim;
+        tokens.issuer.clone_from(&self.jwt_issuer);
+        tokens.audience.clone_from(&self.jwt_audience);
+        Ok(Some(tokens))
+    }
+}
+
+/// Flags of the emulated bad network (see docs/BAD-NETWORKS.md).
+#[derive(Debug, Default, clap::Args)]
+struct LinkArgs {
+    /// Condition every bot's link, both directions, with a named profile:
+    /// `lte` (35 ms ± 10 ms one-way, 10 Mbit/s, stalls 0.2% × 200 ms),
+    /// `wifi-busy` (5 ms ± 20 ms, 5 Mbit/s, stalls 1% × 100 ms),
+    /// `transatlantic` (37 ms ± 2 ms, 100 Mbit/s, stalls 0.05% × 300 ms).
+    /// The flags below override its values.
+    #[arg(long, value_name = "PROFILE", value_parser = link_profile)]
+    link: Option<LinkSpec>,
+    /// One-way delay added to every byte, in each direction (rtt ≈ 2 × this + the
+    /// server's time).
+    #[arg(long, value_parser = parse_duration)]
+    latency: Option<Duration>,
+    /// Each segment's delay varies uniformly by up to ± this (never reordered: a
+    /// segment drawn early waits for the one before, as TCP does).
+    #[arg(long, value_parser = parse_duration)]
+    jitter: Option<Duration>,
+    /// Rate limit of each direction: `1mbit`, `500kbit` (bits/s) or `125kB` (bytes/s).
+    #[arg(long, value_name = "RATE", value_parser = parse_bandwidth)]
+    bandwidth: Option<u64>,
+    /// Loss as TCP shows it, a stall: `1%@200ms` holds a segment (and all behind it)
+    /// for 200 ms with probability 1% per segment of up to 1448 bytes.
+    #[arg(long, value_name = "P%@STALL")]
+    loss_stall: Option<LossStall>,
+}
+
+impl LinkArgs {
+    /// The link these flags describe: the profile's values, overridden by the flags;
+    /// `None` when nothing is asked for.
+    fn spec(&self) -> Option<LinkSpec> {
+        let mut spec = self.link.clone().unwrap_or_default();
+        if let Some(latency) = self.latency {
+            spec.latency = latency;
+        }
+        if let Some(jitter) = self.jitter {
+            spec.jitter = jitter;
+        }
+        if self.bandwidth.is_some() {
+            spec.bandwidth = self.bandwidth;
+        }
+        if self.loss_stall.is_some() {
+            spec.loss_stall = self.loss_stall;
+        }
+        (!spec.is_perfect()).then_some(spec)
+    }
+}
+
+fn link_profile(name: &str) -> Result<LinkSpec, String> {
+    Profile::named(name).map(Profile::spec).ok_or_else(|| {
+        let names: Vec<&str> = PROFILES.iter().map(|p| p.name).collect();
+        format!("{name:?} is not a profile; the profiles are {}", names.join(", "))
+    })
 }
 
 /// Flags of `tickcast-bots merge`.
@@ -122,6 +231,35 @@ struct MergeArgs {
     /// Write the merged report as JSON to FILE, or to stdout with `-`.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Write the merged report as one self-contained HTML page; the time series are
+    /// aligned by wall-clock second (see docs/LOAD-REPORTS.md).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+}
+
+fn metrics_url(text: &str) -> Result<String, String> {
+    tickcast_client::scrape::check_url(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// This process's command line, each argument quoted for a POSIX shell when it needs
+/// to be, so that the HTML report shows a command that can be run again.
+fn command_line() -> String {
+    std::env::args()
+        .map(|arg| {
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_./:=@%+,-".contains(c));
+            if plain {
+                arg
+            } else {
+                format!("'{}'", arg.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn positive_rate(text: &str) -> Result<f64, String> {
@@ -169,6 +307,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             ..ReconnectPolicy::default()
         }),
         tls,
+        link: args.link.spec(),
+        metrics_url: args.metrics_url,
+        tokens: args.auth.tokens()?,
     };
     // Refuse bad room names now rather than as thousands of failed connects.
     config.rooms().context("--rooms / --room-prefix")?;
@@ -203,7 +344,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         None => run_swarm(config, cancel).await,
     };
-    write_outputs(&report, args.json.as_deref())?;
+    let mut report = report;
+    report.command = command_line();
+    write_outputs(&report, args.json.as_deref(), args.html.as_deref())?;
 
     if report.bots_connected == 0 && report.bots_requested > 0 {
         anyhow::bail!("no bot connected");
@@ -269,7 +412,7 @@ fn merge_reports(args: &MergeArgs) -> anyhow::Result<()> {
             .unwrap_or_default();
         anyhow::Error::new(e).context(format!("merging the reports{which}"))
     })?;
-    write_outputs(&merged, args.json.as_deref())
+    write_outputs(&merged, args.json.as_deref(), args.html.as_deref())
 }
 
 fn read_report(path: &Path) -> anyhow::Result<Report> {
@@ -279,7 +422,11 @@ fn read_report(path: &Path) -> anyhow::Result<Report> {
         .with_context(|| format!("{} is not a tickcast-bots JSON report", path.display()))
 }
 
-fn write_outputs(report: &Report, json: Option<&Path>) -> anyhow::Result<()> {
+fn write_outputs(report: &Report, json: Option<&Path>, html: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(path) = html {
+        std::fs::write(path, tickcast_client::report::html::render(report))
+            .with_context(|| format!("writing the HTML report to {}", path.display()))?;
+    }
     let to_stdout = json.is_some_and(|p| p.as_os_str() == "-");
     if to_stdout {
         eprint!("{}", report.summary());
@@ -402,6 +549,7 @@ mod tests {
         merge_reports(&MergeArgs {
             reports: vec![good.clone(), good.clone()],
             json: Some(out.clone()),
+            html: None,
         })
         .expect("merge");
         let merged = read_report(&out).expect("merged report");
@@ -412,10 +560,164 @@ mod tests {
         let err = merge_reports(&MergeArgs {
             reports: vec![good, bad],
             json: None,
+            html: None,
         })
         .expect_err("bad report");
         assert!(format!("{err:#}").contains("bad.json"), "{err:#}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn link_flags_override_a_profile() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["tickcast-bots"];
+            argv.extend(extra);
+            Cli::try_parse_from(argv).map(|cli| cli.run.link.spec())
+        };
+        assert_eq!(parse(&[]).expect("no flags"), None);
+        assert_eq!(parse(&["--latency", "0ms"]).expect("perfect"), None);
+        let lte = Profile::named("lte").map(Profile::spec);
+        assert_eq!(parse(&["--link", "lte"]).expect("profile"), lte);
+        let spec = parse(&[
+            "--link",
+            "lte",
+            "--latency",
+            "80ms",
+            "--jitter",
+            "20ms",
+            "--bandwidth",
+            "1mbit",
+            "--loss-stall",
+            "1%@200ms",
+        ])
+        .expect("flags")
+        .expect("a link");
+        assert_eq!(spec.profile.as_deref(), Some("lte"));
+        assert_eq!(spec.latency, Duration::from_millis(80));
+        assert_eq!(spec.jitter, Duration::from_millis(20));
+        assert_eq!(spec.bandwidth, Some(125_000));
+        assert_eq!(
+            spec.loss_stall,
+            Some(LossStall {
+                per_million: 10_000,
+                stall: Duration::from_millis(200)
+            })
+        );
+        let only = parse(&["--jitter", "5ms"]).expect("flags").expect("a link");
+        assert_eq!((only.profile, only.latency), (None, Duration::ZERO));
+        for bad in [
+            ["--link", "dialup"],
+            ["--bandwidth", "fast"],
+            ["--loss-stall", "1%"],
+            ["--latency", "80"],
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn html_and_metrics_flags() {
+        let cli = Cli::try_parse_from([
+            "tickcast-bots",
+            "--html",
+            "r.html",
+            "--metrics-url",
+            "http://127.0.0.1:9/metrics",
+        ])
+        .expect("valid flags");
+        assert_eq!(cli.run.html, Some(PathBuf::from("r.html")));
+        assert_eq!(
+            cli.run.metrics_url.as_deref(),
+            Some("http://127.0.0.1:9/metrics")
+        );
+        for bad in ["ws://127.0.0.1:9/metrics", "127.0.0.1:9", "https://x/metrics"] {
+            assert!(
+                Cli::try_parse_from(["tickcast-bots", "--metrics-url", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        let cli = Cli::try_parse_from(["tickcast-bots", "merge", "a.json", "--html", "m.html"])
+            .expect("merge --html");
+        match cli.command {
+            Some(Command::Merge(m)) => assert_eq!(m.html, Some(PathBuf::from("m.html"))),
+            other => panic!("expected merge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn merge_writes_the_html_page() {
+        let dir = std::env::temp_dir().join(format!("tickcast-bots-html-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let one = dir.join("one.json");
+        let mut report = Report::new(
+            "ws://127.0.0.1:1/ws",
+            1,
+            Duration::from_secs(1),
+            &tickcast_client::report::Totals::default(),
+            &tickcast_client::report::Histograms::new(),
+        );
+        report.command = "tickcast-bots --bots 1".into();
+        std::fs::write(&one, serde_json::to_string(&report).expect("json")).expect("write");
+        let html = dir.join("merged.html");
+        merge_reports(&MergeArgs {
+            reports: vec![one.clone(), one],
+            json: None,
+            html: Some(html.clone()),
+        })
+        .expect("merge");
+        let page = std::fs::read_to_string(&html).expect("html written");
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.contains("merged      2 processes"));
+        assert!(page.contains("<dd id=\"command\">tickcast-bots --bots 1</dd>"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn jwt_flags_make_the_bot_tokens() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["tickcast-bots"];
+            argv.extend(extra);
+            Cli::try_parse_from(argv)
+        };
+        let tokens_of = |extra: &[&str]| parse(extra).expect("flags").run.auth.tokens();
+        assert_eq!(tokens_of(&[]).expect("no file"), None);
+        let dir = std::env::temp_dir().join(format!("tickcast-bots-jwt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "s3cret\n").expect("write");
+        let file = secret.to_str().expect("utf-8 path");
+        let cli = parse(&[
+            "--jwt-secret-file",
+            file,
+            "--jwt-room-claim",
+            "--jwt-issuer",
+            "studio",
+            "--jwt-audience",
+            "game",
+        ])
+        .expect("flags");
+        let tokens = cli.run.auth.tokens().expect("read").expect("tokens");
+        let mut want = BotTokens::new(b"s3cret".to_vec()).expect("secret");
+        want.room_claim = true;
+        want.issuer = Some("studio".into());
+        want.audience = Some("game".into());
+        assert_eq!(tokens, want);
+        // The claims flags mean nothing without a secret.
+        let lone: [&[&str]; 3] = [
+            &["--jwt-room-claim"],
+            &["--jwt-issuer", "x"],
+            &["--jwt-audience", "y"],
+        ];
+        for flags in lone {
+            assert!(parse(flags).is_err(), "{flags:?}");
+        }
+        // A missing or empty file is an error that names the flag, not a run of refusals.
+        std::fs::write(&secret, "\n").expect("write");
+        let err = tokens_of(&["--jwt-secret-file", file]).expect_err("empty");
+        assert!(format!("{err:#}").contains("--jwt-secret-file"), "{err:#}");
+        std::fs::remove_dir_all(&dir).ok();
+        let err = tokens_of(&["--jwt-secret-file", file]).expect_err("missing");
+        assert!(format!("{err:#}").contains("--jwt-secret-file"), "{err:#}");
     }
 
     #[test]

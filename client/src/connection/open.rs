@@ -30,6 +30,7 @@ use super::reader::{read_loop, Inbound, INBOUND_QUEUE};
 use super::writer::{close_with, write_msg};
 use super::{ConnectOptions, Link, SharedWriter, Target, MAX_MESSAGE_BYTES};
 use crate::error::ClientError;
+use crate::link::LinkSpec;
 
 /// A WebSocket that the server has welcomed, not yet attached to a
 /// [`Session`](crate::Session).
@@ -61,9 +62,23 @@ async fn open_within(
     target: &Target,
     resume: Option<SessionToken>,
 ) -> Result<Opened, ClientError> {
-    let tcp = open_tcp(&target.addr, opts.local_ip).await?;
+    let recv_buffer = opts
+        .link
+        .as_ref()
+        .and_then(|link| recv_buffer_for(&link.spec));
+    let tcp = open_tcp(&target.addr, opts.local_ip, recv_buffer).await?;
     // Inputs are tiny and latency is the point; never wait to coalesce them.
     tcp.set_nodelay(true)?;
+    if let Some(link) = opts.link.as_ref().filter(|link| !link.spec.is_perfect()) {
+        // The link sits below TLS, as a network does: the handshake and every record
+        // cross it.
+        let stream = crate::link::stream::condition(tcp, &link.spec, link.seed);
+        if target.tls {
+            let tls = opts.tls.connect(&target.tls_host, stream).await?;
+            return join(opts, target, resume, tls).await;
+        }
+        return join(opts, target, resume, stream).await;
+    }
     if target.tls {
         let tls = opts.tls.connect(&target.tls_host, tcp).await?;
         join(opts, target, resume, tls).await
@@ -118,7 +133,11 @@ where
         name: opts.name.clone(),
         room: target.room.clone(),
         resume,
-        auth_token: None,
+        // Sent on a resume too: the server checks that it names the same player.
+        auth_token: opts
+            .auth_token
+            .as_ref()
+            .map(|token| token.as_str().to_owned()),
     });
     write_msg(&writer, &mut buf, &hello).await?;
 
@@ -135,7 +154,9 @@ where
                 msg_name(&msg)
             )));
         }
-        Some(Inbound::Closed { code, reason }) => return Err(ClientError::Closed { code, reason }),
+        Some(Inbound::Closed { code, reason }) => {
+            return Err(ClientError::from_close(code, reason))
+        }
         Some(Inbound::Failed(e)) => return Err(e),
         None => return Err(ClientError::ConnectionLost),
     };
@@ -163,27 +184,65 @@ where
     })
 }
 
-/// Opens the TCP connection to `addr` (`host:port`), from `local_ip` when given.
+/// The kernel receive buffer of a rate-limited link's socket: as large as the model's
+/// bottleneck queue. The model sits above the kernel, so the kernel's buffer is part
+/// of what the server can fill before it meets backpressure; left at its default
+/// (autotuned to megabytes) it would hide a slow link from the server for seconds.
 ///
-/// Without a local address, `TcpStream::connect` tries every resolved address in turn.
-/// With one, only resolved addresses of the same family can work, so the first of
-/// them is used.
-async fn open_tcp(addr: &str, local_ip: Option<IpAddr>) -> Result<TcpStream, ClientError> {
-    let Some(local) = local_ip else {
+/// Linux doubles the value asked for (`socket(7)`: room for its bookkeeping), so half
+/// the queue is asked for; the kernel's floor (a few KiB) still applies.
+fn recv_buffer_for(spec: &LinkSpec) -> Option<u32> {
+    spec.bandwidth?;
+    Some(
+        u32::try_from(spec.queue_limit() / 2)
+            .unwrap_or(u32::MAX)
+            .min(MAX_CONDITIONED_RECV_BUFFER),
+    )
+}
+
+/// Largest receive buffer [`recv_buffer_for`] asks for.
+const MAX_CONDITIONED_RECV_BUFFER: u32 = 256 * 1024;
+
+/// Opens the TCP connection to `addr` (`host:port`), from `local_ip` when given, with
+/// a receive buffer of `recv_buffer` bytes when given (set before connecting, so that
+/// the window scale the kernel offers matches it).
+///
+/// With neither, `TcpStream::connect` tries every resolved address in turn. With a
+/// local address, only resolved addresses of the same family can work, so the first
+/// of them is used; without one, the first resolved address.
+async fn open_tcp(
+    addr: &str,
+    local_ip: Option<IpAddr>,
+    recv_buffer: Option<u32>,
+) -> Result<TcpStream, ClientError> {
+    if local_ip.is_none() && recv_buffer.is_none() {
         return Ok(TcpStream::connect(addr).await?);
+    }
+    let mut resolved = tokio::net::lookup_host(addr).await?;
+    let remote = match local_ip {
+        Some(local) => resolved
+            .find(|remote| remote.is_ipv4() == local.is_ipv4())
+            .ok_or(ClientError::AddressFamily { local })?,
+        None => resolved.next().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{addr}: no address found"),
+            )
+        })?,
     };
-    let remote = tokio::net::lookup_host(addr)
-        .await?
-        .find(|remote| remote.is_ipv4() == local.is_ipv4())
-        .ok_or(ClientError::AddressFamily { local })?;
-    let socket = if local.is_ipv4() {
+    let socket = if remote.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
-    socket
-        .bind(SocketAddr::new(local, 0))
-        .map_err(|source| ClientError::Bind { local, source })?;
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    if let Some(local) = local_ip {
+        socket
+            .bind(SocketAddr::new(local, 0))
+            .map_err(|source| ClientError::Bind { local, source })?;
+    }
     Ok(socket.connect(remote).await?)
 }
 

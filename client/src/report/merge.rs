@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::series::{merge_series, SeriesMergeError};
 use super::{HistogramCodecError, Histograms, Report, Totals};
 
 /// Why reports could not be merged. `index` is the position of the offending report
@@ -47,6 +48,9 @@ pub enum MergeError {
         /// The value as written.
         value: f64,
     },
+    /// A histogram of a report's time series could not be decoded.
+    #[error(transparent)]
+    Series(#[from] SeriesMergeError),
 }
 
 impl MergeError {
@@ -58,6 +62,7 @@ impl MergeError {
             | Self::Histogram { index, .. }
             | Self::BadCloseCode { index, .. }
             | Self::BadConnectedTime { index, .. } => Some(*index),
+            Self::Series(e) => Some(e.index),
         }
     }
 }
@@ -66,7 +71,9 @@ impl MergeError {
 /// process had run all their bots: counters and bots are summed, histograms are added
 /// and their percentiles read again, rates are recomputed from the summed totals
 /// (per second of summed connected bot time), and the duration is the longest run's
-/// (the processes are assumed to run side by side).
+/// (the processes are assumed to run side by side). Time series are merged by
+/// wall-clock second ([`merge_series`] says how they are aligned); reports without
+/// one add nothing to it.
 ///
 /// # Errors
 /// [`MergeError`] for an empty list, a report without histograms, or a field this
@@ -83,6 +90,8 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
     let mut processes = 0;
     let mut urls: Vec<&str> = Vec::new();
     let mut behaviours: Vec<&str> = Vec::new();
+    let mut commands: Vec<&str> = Vec::new();
+    let mut series = Vec::new();
     for (index, report) in reports.iter().enumerate() {
         let encoded = report
             .histograms
@@ -105,6 +114,10 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
         processes += report.processes.max(1);
         push_distinct(&mut urls, &report.url);
         push_distinct(&mut behaviours, &report.behaviour);
+        push_distinct(&mut commands, &report.command);
+        if let Some(s) = &report.series {
+            series.push((index, s));
+        }
     }
     let mut merged = Report::new(
         &urls.join(", "),
@@ -116,6 +129,8 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
     merged.rooms = rooms;
     merged.behaviour = behaviours.join(",");
     merged.processes = processes;
+    merged.command = commands.join("; ");
+    merged.series = merge_series(&series)?;
     Ok(merged)
 }
 
