@@ -49,6 +49,8 @@ export function encodeServerMsg(msg: ServerMsg): Uint8Array;
  * @property {number} vx Units per second.
  * @property {number} vy
  * @property {Int32Array} fields The eight fields (a view: do not modify).
+ * @property {number} updated The tick its position and velocity were last sent
+ *   ({@link World#updated}); older than the world's tick when the server left it out.
  * @property {boolean} [predicted] True for the player's own avatar when it comes from the {@link Predictor}.
  */
 /**
@@ -315,14 +317,33 @@ export class World {
      * @param {Int32Array} [pos] x, y per entity.
      * @param {Int32Array} [vel] x, y per entity.
      * @param {Int32Array} [fields] {@link MAX_FIELDS} per entity.
+     * @param {Float64Array | null} [updated] Per entity, the tick its position and velocity were
+     *   last sent (`null`: `tick`, as for a world that was just received whole).
      */
-    constructor(tick?: number | null, ids?: Uint32Array, kinds?: Uint8Array, pos?: Int32Array, vel?: Int32Array, fields?: Int32Array);
+    constructor(tick?: number | null, ids?: Uint32Array, kinds?: Uint8Array, pos?: Int32Array, vel?: Int32Array, fields?: Int32Array, updated?: Float64Array | null);
     tick: number | null;
     ids: Uint32Array<ArrayBufferLike>;
     kinds: Uint8Array<ArrayBufferLike>;
     pos: Int32Array<ArrayBufferLike>;
     vel: Int32Array<ArrayBufferLike>;
     fields: Int32Array<ArrayBufferLike>;
+    /**
+     * Per entity, the tick at which the server last sent its position and velocity (it was
+     * added or changed). A server under a bandwidth budget may leave an entity out of
+     * deltas for a while (docs/PROTOCOL.md 5.1); its position is then extrapolated by its
+     * velocity, and `tick - updated[i]` says for how many ticks.
+     * @type {Float64Array}
+     */
+    updated: Float64Array;
+    /**
+     * Where entity `i` is at `tick` (any tick, fractional for rendering) if nothing changes:
+     * its position moved on by its velocity since this world's tick, in quanta. An entity with
+     * velocity 0 stays where it is.
+     * @param {number} i
+     * @param {number} tick
+     * @returns {[number, number]}
+     */
+    extrapolated(i: number, tick: number): [number, number];
     /** Number of entities. */
     get size(): number;
     /**
@@ -748,6 +769,11 @@ export type EntityView = {
      * The eight fields (a view: do not modify).
      */
     fields: Int32Array;
+    /**
+     * The tick its position and velocity were last sent
+     * ({@link World#updated}); older than the world's tick when the server left it out.
+     */
+    updated: number;
     /**
      * True for the player's own avatar when it comes from the {@link Predictor}.
      */

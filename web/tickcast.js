@@ -836,14 +836,37 @@ export class World {
    * @param {Int32Array} [pos] x, y per entity.
    * @param {Int32Array} [vel] x, y per entity.
    * @param {Int32Array} [fields] {@link MAX_FIELDS} per entity.
+   * @param {Float64Array | null} [updated] Per entity, the tick its position and velocity were
+   *   last sent (`null`: `tick`, as for a world that was just received whole).
    */
-  constructor(tick = null, ids = new Uint32Array(0), kinds = new Uint8Array(0), pos = new Int32Array(0), vel = new Int32Array(0), fields = new Int32Array(0)) {
+  constructor(tick = null, ids = new Uint32Array(0), kinds = new Uint8Array(0), pos = new Int32Array(0), vel = new Int32Array(0), fields = new Int32Array(0), updated = null) {
     this.tick = tick;
     this.ids = ids;
     this.kinds = kinds;
     this.pos = pos;
     this.vel = vel;
     this.fields = fields;
+    /**
+     * Per entity, the tick at which the server last sent its position and velocity (it was
+     * added or changed). A server under a bandwidth budget may leave an entity out of
+     * deltas for a while (docs/PROTOCOL.md 5.1); its position is then extrapolated by its
+     * velocity, and `tick - updated[i]` says for how many ticks.
+     * @type {Float64Array}
+     */
+    this.updated = updated ?? new Float64Array(ids.length).fill(tick ?? 0);
+  }
+
+  /**
+   * Where entity `i` is at `tick` (any tick, fractional for rendering) if nothing changes:
+   * its position moved on by its velocity since this world's tick, in quanta. An entity with
+   * velocity 0 stays where it is.
+   * @param {number} i
+   * @param {number} tick
+   * @returns {[number, number]}
+   */
+  extrapolated(i, tick) {
+    const k = tick - (this.tick ?? tick);
+    return [this.pos[2 * i] + this.vel[2 * i] * k, this.pos[2 * i + 1] + this.vel[2 * i + 1] * k];
   }
 
   /** Number of entities. */
@@ -968,6 +991,7 @@ export class World {
     const outPos = new Int32Array(2 * total);
     const outVel = new Int32Array(2 * total);
     const outFields = new Int32Array(MAX_FIELDS * total);
+    const outUpdated = new Float64Array(total);
     const keptAt = new Int32Array(m);
     const pos = this.pos;
     const vel = this.vel;
@@ -985,6 +1009,7 @@ export class World {
         outVel[2 * o] = vx;
         outVel[2 * o + 1] = vy;
         outFields.set(this.fields.subarray(src * MAX_FIELDS, (src + 1) * MAX_FIELDS), o * MAX_FIELDS);
+        outUpdated[o] = this.updated[src] ?? s.baseTick;
         keptAt[i++] = o;
       } else {
         if (i < m && ids[kept[i]] === addedIds[j]) throw new DeltaError("BadAdded", { id: addedIds[j] });
@@ -995,6 +1020,7 @@ export class World {
         outPos[2 * o + 1] = e.pos[1];
         outVel[2 * o] = e.vel[0];
         outVel[2 * o + 1] = e.vel[1];
+        outUpdated[o] = s.tick;
         j++;
       }
     }
@@ -1007,12 +1033,13 @@ export class World {
       outPos[2 * o + 1] = (outPos[2 * o + 1] + c.dpos[1]) | 0;
       outVel[2 * o] = (outVel[2 * o] + c.dvel[0]) | 0;
       outVel[2 * o + 1] = (outVel[2 * o + 1] + c.dvel[1]) | 0;
+      outUpdated[o] = s.tick;
       at += 1;
     }
     // 5. Fields, checked on the new list before they are added.
     checkFields(total, s.fields);
     addFields(outFields, s.fields);
-    return new World(s.tick, outIds, outKinds, outPos, outVel, outFields);
+    return new World(s.tick, outIds, outKinds, outPos, outVel, outFields, outUpdated);
   }
 
   /**
@@ -1035,8 +1062,10 @@ export class World {
       for (let i = 0; i < 2 * n; i++) pos[i] = (src[i] + Math.imul(v[i], k)) | 0;
     }
     let vel = v;
+    let updated = this.updated;
     if (s.changed.length > 0) {
       vel = v.slice();
+      updated = updated.slice();
       let at = 0;
       for (const c of s.changed) {
         at += c.skip;
@@ -1044,6 +1073,7 @@ export class World {
         pos[2 * at + 1] = (pos[2 * at + 1] + c.dpos[1]) | 0;
         vel[2 * at] = (vel[2 * at] + c.dvel[0]) | 0;
         vel[2 * at + 1] = (vel[2 * at + 1] + c.dvel[1]) | 0;
+        updated[at] = s.tick;
         at += 1;
       }
     }
@@ -1052,7 +1082,7 @@ export class World {
       fields = fields.slice();
       addFields(fields, s.fields);
     }
-    return new World(s.tick, this.ids, this.kinds, pos, vel, fields);
+    return new World(s.tick, this.ids, this.kinds, pos, vel, fields, updated);
   }
 }
 
@@ -1123,6 +1153,8 @@ export const applySnapshot = (world, snapshot) => world.apply(snapshot);
  * @property {number} vx Units per second.
  * @property {number} vy
  * @property {Int32Array} fields The eight fields (a view: do not modify).
+ * @property {number} updated The tick its position and velocity were last sent
+ *   ({@link World#updated}); older than the world's tick when the server left it out.
  * @property {boolean} [predicted] True for the player's own avatar when it comes from the {@link Predictor}.
  */
 
@@ -1144,6 +1176,7 @@ export function entityView(world, i, quantum, tickRate) {
     vx: world.vel[2 * i] * speed,
     vy: world.vel[2 * i + 1] * speed,
     fields: world.fields.subarray(i * MAX_FIELDS, (i + 1) * MAX_FIELDS),
+    updated: world.updated[i],
   };
 }
 
@@ -1295,6 +1328,7 @@ export class Interpolator {
           e.y += (f.y - e.y) * alpha;
           e.vx += (f.vx - e.vx) * alpha;
           e.vy += (f.vy - e.vy) * alpha;
+          e.updated = f.updated;
         }
       }
       entities.push(e);

@@ -15,6 +15,12 @@
 //!   a grid query (O(cells + entities in view)) and a diff against what it holds
 //!   (O(entities in view)). The grid is built once per tick, O(entities).
 //!
+//! - With a bandwidth budget (`--max-bytes-per-player-per-sec`) every player's body is
+//!   its own, like a view: the [`crate::budget::Planner`] picks which differing entities
+//!   fit this tick, and what the client will then hold (unsent entities predicted on
+//!   from what it has) becomes the next base. O(entities in view x log) per player.
+//!   Without a budget none of this runs: the paths above are unchanged.
+//!
 //! Encoding runs in the writers, in parallel across cores, never in the tick.
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -23,6 +29,7 @@ use bytes::Bytes;
 use tickcast_shared::codec::{encode_snapshot_body, write_snapshot, EncodeError};
 use tickcast_shared::delta::{diff, DeltaBody, QEntity};
 
+use crate::budget::{Budget, Planner, TokenBucket, HEADER_MAX};
 use crate::game::EntityId;
 use crate::grid::Grid;
 
@@ -161,6 +168,16 @@ pub struct SnapshotEncoder {
     scratch: Vec<u32>,
     body_buf: Vec<u8>,
     key_buf: Vec<u8>,
+    /// The bandwidth budget, when there is one (boxed: most encoders have none).
+    budget: Option<Box<Budgeted>>,
+}
+
+/// A budgeted player's bucket, priorities and the world its next message leaves it with.
+#[derive(Debug)]
+struct Budgeted {
+    bucket: TokenBucket,
+    planner: Planner,
+    target: Vec<QEntity>,
 }
 
 impl SnapshotEncoder {
@@ -175,7 +192,21 @@ impl SnapshotEncoder {
             scratch: Vec::new(),
             body_buf: Vec::new(),
             key_buf: Vec::new(),
+            budget: None,
         }
+    }
+
+    /// The same encoder with a bandwidth budget (`None`: none, the default). With one,
+    /// each message carries only what fits the player's budget (see [`crate::budget`]).
+    pub fn with_budget(mut self, budget: Option<Budget>) -> Self {
+        self.budget = budget.map(|b| {
+            Box::new(Budgeted {
+                bucket: TokenBucket::new(b),
+                planner: Planner::default(),
+                target: Vec::new(),
+            })
+        });
+        self
     }
 
     /// Writes the player's message for `snap` into `out` (cleared first) and records
@@ -190,6 +221,9 @@ impl SnapshotEncoder {
         out: &mut Vec<u8>,
     ) -> Result<Encoded, EncodeError> {
         out.clear();
+        if self.budget.is_some() {
+            return self.encode_budgeted(snap, out);
+        }
         let frame = &snap.frame;
         if self.radius == 0 {
             let base = match &self.held {
@@ -253,6 +287,100 @@ impl SnapshotEncoder {
         self.held = Held::View {
             tick: frame.tick,
             entities: held,
+        };
+        Ok(Encoded {
+            keyframe: base_tick == 0,
+            bytes: out.len(),
+        })
+    }
+
+    /// [`SnapshotEncoder::encode`] under a budget: the own avatar and removals always,
+    /// then the differing entities by priority while they fit. The estimate of a
+    /// record's size can be a few bytes short (id gaps); a message that comes out over
+    /// is built again with fewer entities.
+    fn encode_budgeted(
+        &mut self,
+        snap: &PlayerSnapshot,
+        out: &mut Vec<u8>,
+    ) -> Result<Encoded, EncodeError> {
+        let Self {
+            radius,
+            held,
+            body,
+            visible,
+            scratch,
+            body_buf,
+            key_buf,
+            budget,
+        } = self;
+        let Some(b) = budget.as_deref_mut() else {
+            return Ok(Encoded {
+                keyframe: false,
+                bytes: 0,
+            });
+        };
+        let frame = &snap.frame;
+        let view: &[QEntity] = if *radius == 0 {
+            &frame.entities
+        } else {
+            match frame.position(snap.entity) {
+                Some(center) => {
+                    frame
+                        .grid(*radius)
+                        .query(&frame.entities, center, *radius, scratch, visible)
+                }
+                None => visible.clear(),
+            }
+            visible
+        };
+        let base = match &*held {
+            Held::View { tick, entities } if *tick < frame.tick => {
+                Some((*tick, entities.as_slice()))
+            }
+            _ => None,
+        };
+        let ticks = b.bucket.advance(frame.tick);
+        let allowed = b.bucket.available();
+        b.planner
+            .prepare(base, frame.tick, view, snap.entity, ticks);
+        // Removals: a gap each, at most a few bytes.
+        let fixed = HEADER_MAX + 3 * b.planner.removed();
+        let mut n = b.planner.fit(allowed.saturating_sub(fixed));
+        let mut base_tick;
+        loop {
+            b.planner.build(n, base, frame.tick, view, &mut b.target);
+            diff(base, frame.tick, &b.target, body);
+            body_buf.clear();
+            encode_snapshot_body(body, body_buf)?;
+            base_tick = base.map_or(0, |(t, _)| t);
+            if base.is_some() && body_buf.len() > 6 * b.target.len() {
+                diff(None, frame.tick, &b.target, body);
+                key_buf.clear();
+                encode_snapshot_body(body, key_buf)?;
+                if key_buf.len() <= body_buf.len() {
+                    std::mem::swap(key_buf, body_buf);
+                    base_tick = 0;
+                }
+            }
+            write_snapshot(frame.tick, base_tick, snap.last_input_seq, body_buf, out)?;
+            let fewer = b.planner.shrink(n, out.len().saturating_sub(allowed));
+            if out.len() <= allowed || fewer == n {
+                break;
+            }
+            n = fewer;
+            out.clear();
+        }
+        b.bucket.spend(out.len());
+        b.planner.commit();
+        // The target becomes the held state; the old one's buffer is reused next time.
+        let old = match std::mem::replace(held, Held::Nothing) {
+            Held::View { entities, .. } => entities,
+            _ => Vec::new(),
+        };
+        let now = std::mem::replace(&mut b.target, old);
+        *held = Held::View {
+            tick: frame.tick,
+            entities: now,
         };
         Ok(Encoded {
             keyframe: base_tick == 0,

@@ -267,6 +267,14 @@ pub enum DeltaError {
 }
 
 /// A client's reconstruction of the world: what it was last sent.
+///
+/// # Entities the server did not update
+/// A server may send fewer changes than differ (a bandwidth budget, PROTOCOL.md 5.1):
+/// an entity absent from a delta keeps its last state, its position moved on by its
+/// velocity. So `entities` already holds every entity extrapolated to `tick` from its
+/// last update; [`World::last_updated`] says how old that update is, and
+/// [`World::extrapolated`] carries a position on to any later tick. An entity with
+/// velocity 0 stays where it is.
 #[derive(Debug, Clone, Default)]
 pub struct World {
     /// The tick of the last applied snapshot (`None` before the first keyframe).
@@ -274,6 +282,9 @@ pub struct World {
     /// Entities, sorted by id.
     pub entities: Vec<QEntity>,
     scratch: Vec<QEntity>,
+    /// Per entity (same order): the tick its position and velocity were last sent.
+    updated: Vec<u64>,
+    updated_scratch: Vec<u64>,
 }
 
 /// Two worlds are equal when they hold the same tick and entities; the scratch buffer
@@ -287,6 +298,33 @@ impl PartialEq for World {
 impl Eq for World {}
 
 impl World {
+    /// The tick at which the server last sent entity `id`'s position and velocity (it
+    /// was added or changed), or `None` if the world does not hold it.
+    pub fn last_updated(&self, id: u32) -> Option<u64> {
+        let i = self.entities.binary_search_by_key(&id, |e| e.id).ok()?;
+        Some(
+            self.updated
+                .get(i)
+                .copied()
+                .unwrap_or(self.tick.unwrap_or(0)),
+        )
+    }
+
+    /// Where entity `id` is at `tick` if nothing changes: its position moved on by its
+    /// velocity for the ticks since the world's tick (back, for an earlier tick), in
+    /// wrapping arithmetic like the deltas. `None` if the world does not hold it.
+    pub fn extrapolated(&self, id: u32, tick: u64) -> Option<[i32; 2]> {
+        let i = self.entities.binary_search_by_key(&id, |e| e.id).ok()?;
+        let e = &self.entities[i];
+        // Ticks are far below 2^63, so the difference is exact; as a wrapping i32 like
+        // `QEntity::predicted`.
+        let k = (tick as i64).wrapping_sub(self.tick.unwrap_or(tick) as i64) as i32;
+        Some([
+            e.pos[0].wrapping_add(e.vel[0].wrapping_mul(k)),
+            e.pos[1].wrapping_add(e.vel[1].wrapping_mul(k)),
+        ])
+    }
+
     /// Applies a snapshot: a keyframe replaces the world, a delta must name the held
     /// tick as its base. On error nothing changes.
     ///
@@ -334,17 +372,22 @@ impl World {
             }
             add_changed(&mut self.entities, &s.changed);
             add_fields(&mut self.entities, &s.fields);
+            self.updated.resize(self.entities.len(), s.base_tick);
+            mark_changed(&mut self.updated, &s.changed, s.tick);
             self.tick = Some(s.tick);
             return Ok(());
         }
         let out = &mut self.scratch;
         out.clear();
         out.reserve(base.len() + s.added.len());
+        // When each kept entity was last updated, in the order of `out` before the merge.
+        let kept_updated = &mut self.updated_scratch;
+        kept_updated.clear();
 
         // Base minus removed, predicted forward. Ids are u64 here so gaps cannot wrap.
         let mut removed = s.removed.iter();
         let mut next_removed = id_stream(&mut removed, None);
-        for b in base {
+        for (held_at, b) in base.iter().enumerate() {
             match next_removed {
                 Some(r) if r == u64::from(b.id) => {
                     next_removed = id_stream(&mut removed, Some(r));
@@ -357,6 +400,7 @@ impl World {
                 pos: b.predicted(ticks),
                 ..*b
             });
+            kept_updated.push(self.updated.get(held_at).copied().unwrap_or(s.base_tick));
         }
         if let Some(r) = next_removed {
             return Err(DeltaError::UnknownRemoved(r));
@@ -365,6 +409,7 @@ impl World {
         // Residuals, stepping over unchanged entities.
         check_changed(out.len(), &s.changed)?;
         add_changed(out, &s.changed);
+        mark_changed(kept_updated, &s.changed, s.tick);
 
         // Merge the added entities in by id.
         if !s.added.is_empty() {
@@ -399,9 +444,38 @@ impl World {
         // The scratch list is not the world yet: an error here still changes nothing.
         check_fields(out.len(), &s.fields)?;
         add_fields(out, &s.fields);
+        // Last updates in the merged order: an added entity now, a kept one as it was.
+        self.updated.clear();
+        let mut kept = kept_updated.iter();
+        let mut added = s.added.iter();
+        let mut next_added = added.next().map(|a| u64::from(a.id_gap));
+        for e in out.iter() {
+            if next_added == Some(u64::from(e.id)) {
+                next_added = added
+                    .next()
+                    .zip(next_added)
+                    .map(|(a, p)| p + 1 + u64::from(a.id_gap));
+                self.updated.push(s.tick);
+            } else {
+                self.updated
+                    .push(kept.next().copied().unwrap_or(s.base_tick));
+            }
+        }
         std::mem::swap(&mut self.entities, &mut self.scratch);
         self.tick = Some(s.tick);
         Ok(())
+    }
+}
+
+/// Sets the last-updated tick of the entities `changed` steps to (checked already).
+fn mark_changed(updated: &mut [u64], changed: &[Changed], tick: u64) {
+    let mut at = 0usize;
+    for c in changed {
+        at = at.saturating_add(c.skip as usize);
+        if let Some(u) = updated.get_mut(at) {
+            *u = tick;
+        }
+        at = at.saturating_add(1);
     }
 }
 
@@ -549,11 +623,79 @@ mod tests {
         let mut world = World {
             tick: Some(3),
             entities: base,
-            scratch: Vec::new(),
+            ..World::default()
         };
         world.apply(&snapshot(5, 3, &body)).unwrap();
         assert_eq!(world.entities, now);
         assert_eq!(world.tick, Some(5));
+    }
+
+    #[test]
+    fn entities_left_out_of_a_delta_are_extrapolated_and_remember_their_last_update() {
+        let mut world = World::default();
+        let start = vec![
+            e(1, [0, 0], [2, 0]),
+            e(2, [100, 0], [0, -3]),
+            e(3, [50, 50], [0, 0]),
+        ];
+        let mut body = DeltaBody::default();
+        diff(None, 10, &start, &mut body);
+        world.apply(&snapshot(10, 0, &body)).unwrap();
+        assert_eq!(world.last_updated(2), Some(10));
+        // Tick 14: only entity 1 is sent (it turned); 2 and 3 are left out, as a
+        // server under a budget may do; entity 4 enters.
+        let mut sent = vec![
+            e(1, [8, 0], [0, 1]),
+            start[1],
+            start[2],
+            e(4, [7, 7], [1, 1]),
+        ];
+        sent[1].pos = start[1].predicted(4);
+        let mut body = DeltaBody::default();
+        diff(Some((10, &start)), 14, &sent, &mut body);
+        assert_eq!(body.changed.len(), 1);
+        world.apply(&snapshot(14, 10, &body)).unwrap();
+        let ids = [1, 2, 3, 4].map(|id| world.last_updated(id));
+        assert_eq!(ids, [Some(14), Some(10), Some(10), Some(14)]);
+        assert_eq!(world.last_updated(9), None);
+        assert_eq!(
+            world.extrapolated(2, 14),
+            Some([100, -12]),
+            "moved on by its velocity"
+        );
+        assert_eq!(world.extrapolated(2, 20), Some([100, -30]));
+        assert_eq!(world.extrapolated(1, 16), Some([8, 2]));
+        assert_eq!(
+            world.extrapolated(3, 1_000),
+            Some([50, 50]),
+            "velocity 0: no drift"
+        );
+        assert_eq!(world.extrapolated(9, 20), None);
+        // The in-place path (no spawns): entity 2 changes at 15, the rest keep theirs.
+        let mut next = world.entities.clone();
+        for n in &mut next {
+            n.pos = n.predicted(1);
+        }
+        next[1].vel = [0, 0];
+        let mut body = DeltaBody::default();
+        diff(Some((14, &world.entities)), 15, &next, &mut body);
+        world.apply(&snapshot(15, 14, &body)).unwrap();
+        let ids = [1, 2, 3, 4].map(|id| world.last_updated(id));
+        assert_eq!(ids, [Some(14), Some(15), Some(10), Some(14)]);
+        // A removal shifts the list: the remaining keep their own.
+        let kept: Vec<QEntity> = next
+            .iter()
+            .filter(|n| n.id != 1)
+            .map(|n| QEntity {
+                pos: n.predicted(1),
+                ..*n
+            })
+            .collect();
+        let mut body = DeltaBody::default();
+        diff(Some((15, &next)), 16, &kept, &mut body);
+        world.apply(&snapshot(16, 15, &body)).unwrap();
+        let ids = [1, 2, 3, 4].map(|id| world.last_updated(id));
+        assert_eq!(ids, [None, Some(15), Some(10), Some(14)]);
     }
 
     #[test]
@@ -564,7 +706,7 @@ mod tests {
         let mut world = World {
             tick: Some(7),
             entities: vec![e(1, [0, 0], [0, 0])],
-            scratch: Vec::new(),
+            ..World::default()
         };
         world.apply(&snapshot(42, 0, &body)).unwrap();
         assert_eq!(world.entities, now);
@@ -576,7 +718,7 @@ mod tests {
         let world = World {
             tick: Some(5),
             entities: held,
-            scratch: Vec::new(),
+            ..World::default()
         };
         let empty = DeltaBody::default();
         let cases: Vec<(Snapshot, DeltaError)> = vec![

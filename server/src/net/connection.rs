@@ -31,11 +31,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, field, Instrument, Span};
 
 use super::frames::{self, frame_in, Failure, FrameReader, Next};
+use crate::budget::Budget;
 use crate::room::{InputInbox, PlayerId};
 use crate::rooms::{JoinRefused, RoomHandle, Seat};
 use crate::session::{End, Limits, Request, Session};
 use crate::slot::{slot, Delivery, SlotReceiver, SlotSender};
-use crate::budget::Budget;
 use crate::snapshot::SnapshotEncoder;
 use crate::ServerCtx;
 
