@@ -14,8 +14,8 @@
 //! bot drops its stream, the uplink pump sees the end, lets what is in flight arrive,
 //! and shuts the TCP write side; the server then closes, which ends the downlink pump.
 
-use std::io;
 use bytes::Bytes;
+use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
@@ -112,7 +112,6 @@ where
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::pin::Pin;
@@ -172,7 +171,12 @@ mod tests {
                 start.elapsed()
             );
         }
-        assert!(got == data, "{} of {} bytes, in order", got.len(), data.len());
+        assert!(
+            got == data,
+            "{} of {} bytes, in order",
+            got.len(),
+            data.len()
+        );
         timeout(STALLED, writer)
             .await
             .expect("the sender's writes all completed")
@@ -212,7 +216,10 @@ mod tests {
             ..LinkSpec::default()
         };
         let limit = spec.queue_limit();
-        assert!(limit < READ_BYTES, "the test needs a queue smaller than a read");
+        assert!(
+            limit < READ_BYTES,
+            "the test needs a queue smaller than a read"
+        );
         let largest = Arc::new(AtomicUsize::new(0));
         let total = 40_000;
         let flood = Flood {
@@ -235,6 +242,9 @@ mod tests {
         }
         assert_eq!(got, total);
         let largest = largest.load(Ordering::Relaxed);
-        assert!(largest <= limit, "a read of {largest} bytes; the queue holds {limit}");
+        assert!(
+            largest <= limit,
+            "a read of {largest} bytes; the queue holds {limit}"
+        );
     }
 }

@@ -73,7 +73,8 @@ impl MergeError {
 /// (per second of summed connected bot time), and the duration is the longest run's
 /// (the processes are assumed to run side by side). Time series are merged by
 /// wall-clock second ([`merge_series`] says how they are aligned); reports without
-/// one add nothing to it.
+/// one add nothing to it. The conditioned link is kept when every report names the
+/// same one (or none); otherwise `link` is absent and `links_differ` is set.
 ///
 /// # Errors
 /// [`MergeError`] for an empty list, a report without histograms, or a field this
@@ -131,6 +132,17 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
     merged.processes = processes;
     merged.command = commands.join("; ");
     merged.series = merge_series(&series)?;
+    // One link for all: keep it. Different links (or some bots on none): no one link
+    // describes the figures, so say that they differ rather than name one of them.
+    let first = &reports[0];
+    if reports
+        .iter()
+        .all(|r| r.link == first.link && !r.links_differ)
+    {
+        merged.link = first.link.clone();
+    } else {
+        merged.links_differ = true;
+    }
     Ok(merged)
 }
 
@@ -219,6 +231,36 @@ mod tests {
         assert_eq!(merged.snapshots_missed, 300);
         assert_eq!(merged.duration_s, 31.0);
         assert!(merged.summary().contains("merged      2 processes"));
+    }
+
+    #[test]
+    fn merge_keeps_a_link_all_reports_share_and_flags_different_ones() {
+        let lte = crate::link::Profile::named("lte").map(|p| p.spec());
+        let wifi = crate::link::Profile::named("wifi-busy").map(|p| p.spec());
+        assert!(lte.is_some() && wifi.is_some());
+        let on = |link: &Option<crate::link::LinkSpec>| {
+            let mut r = sample();
+            r.link = link.clone();
+            r
+        };
+        let same = merge(&[on(&lte), on(&lte)]).expect("merge");
+        assert_eq!((same.link.clone(), same.links_differ), (lte.clone(), false));
+        assert!(same.summary().contains("link        lte: 35 ms"), "{same}");
+        let none = merge(&[on(&None), on(&None)]).expect("merge");
+        assert_eq!((none.link, none.links_differ), (None, false));
+        for mixed in [[on(&lte), on(&wifi)], [on(&lte), on(&None)]] {
+            let m = merge(&mixed).expect("merge");
+            assert_eq!((m.link.clone(), m.links_differ), (None, true));
+            assert!(
+                m.summary().contains("differs between the merged reports"),
+                "{m}"
+            );
+            // Through JSON, and merged again: it still differs.
+            let back: Report =
+                serde_json::from_str(&serde_json::to_string(&m).expect("write")).expect("read");
+            let again = merge(&[back, on(&lte)]).expect("merge");
+            assert!(again.links_differ);
+        }
     }
 
     #[test]
