@@ -43,7 +43,7 @@ async fn refused_tokens_close_with_their_code_and_create_no_room_or_player() {
     let key = KeyFile::new(SECRET);
     let server = hs256_server(&key).await;
     let addr = server.addr;
-    let mut watcher = TokenWatcher::join(&server.ws_url("arena"), &token("watcher")).await;
+    let mut watcher = token_watcher(&server.ws_url("arena"), &token("watcher")).await;
     watcher.advances(1).await;
 
     let other_key = mint_hs(b"another secret that is long enough!!", &good("p"));

@@ -6,17 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use futures_util::StreamExt;
 use jsonwebtoken::{encode, get_current_timestamp, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use tickcast::shared::codec::decode_server;
-use tickcast::shared::delta::World;
-use tickcast::shared::{ClientMsg, Hello, ServerMsg, SessionToken, Welcome, PROTOCOL_VERSION};
+use tickcast::shared::{ClientMsg, Hello, SessionToken, Welcome, PROTOCOL_VERSION};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
 use super::{connect, expect_close, http_json, parse_response, recv_welcome, send, Ws, WAIT};
 
@@ -169,73 +162,8 @@ pub async fn matchmake(addr: SocketAddr, bearer: Option<&str>) -> (u16, Option<S
     (status, www, serde_json::from_str(&body).unwrap())
 }
 
-/// A player that joined with a token and reads every snapshot in its own task, like
-/// [`super::Watcher`] (which joins without one): it applies each snapshot to the world
-/// it holds and publishes the newest tick; its task panics if the connection ends, a
-/// tick is not newer than the one before, or a snapshot does not apply.
-pub struct TokenWatcher {
-    latest: watch::Receiver<u64>,
-    stop: CancellationToken,
-    task: JoinHandle<Vec<u64>>,
-}
-
-impl TokenWatcher {
-    /// Joins `url` with `token`; the player is in the room when this returns.
-    pub async fn join(url: &str, token: &str) -> Self {
-        let (ws, _) = welcomed(url, &hello_with_token("watcher", token)).await;
-        let (tx, latest) = watch::channel(0);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(watch_snapshots(ws, tx, stop.clone()));
-        Self { latest, stop, task }
-    }
-
-    /// The newest tick it has applied (0 before its first snapshot).
-    pub fn latest(&self) -> u64 {
-        *self.latest.borrow()
-    }
-
-    /// Waits for a snapshot at least `ticks` (1 or more) ticks newer than the newest it
-    /// held when called.
-    pub async fn advances(&mut self, ticks: u64) {
-        assert!(ticks >= 1, "advancing by no tick proves nothing");
-        let from = self.latest();
-        tokio::time::timeout(WAIT, self.latest.wait_for(|t| *t >= from + ticks))
-            .await
-            .unwrap_or_else(|_| panic!("the watcher received nothing after tick {from}"))
-            .expect("the watcher's task ended (see its panic above)");
-    }
-
-    /// Stops it; returns every tick it received, in order.
-    pub async fn finish(self) -> Vec<u64> {
-        self.stop.cancel();
-        self.task.await.expect("the watcher failed")
-    }
-}
-
-async fn watch_snapshots(
-    mut ws: Ws,
-    latest: watch::Sender<u64>,
-    stop: CancellationToken,
-) -> Vec<u64> {
-    let mut world = World::default();
-    let mut ticks: Vec<u64> = Vec::new();
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Binary(b))) => {
-                    if let ServerMsg::Snapshot(s) = decode_server(&b).unwrap() {
-                        let prev = ticks.last().copied().unwrap_or(0);
-                        assert!(s.tick > prev, "tick {} after {prev}", s.tick);
-                        world.apply(&s).unwrap_or_else(|e| panic!("tick {}: {e}", s.tick));
-                        ticks.push(s.tick);
-                        latest.send_replace(s.tick);
-                    }
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                other => panic!("the watcher lost its connection: {other:?}"),
-            }
-        }
-    }
-    ticks
+/// A [`super::Watcher`] that joined with a player token.
+pub async fn token_watcher(url: &str, token: &str) -> super::Watcher {
+    let (ws, _) = welcomed(url, &hello_with_token("watcher", token)).await;
+    super::Watcher::watch(ws)
 }

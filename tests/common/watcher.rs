@@ -29,6 +29,12 @@ impl Watcher {
     pub async fn join(url: &str) -> Self {
         let mut ws = connect(url).await;
         hello(&mut ws, "watcher").await;
+        Self::watch(ws)
+    }
+
+    /// Watches a player that is already in its room (its `Welcome` read), however it
+    /// joined: with a player token, through a ticket, ...
+    pub fn watch(ws: Ws) -> Self {
         let (tx, latest) = watch::channel(0);
         let stop = CancellationToken::new();
         let task = tokio::spawn(watch_snapshots(ws, tx, stop.clone()));
