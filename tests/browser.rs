@@ -24,12 +24,13 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use common::browser::*;
 use common::*;
 use glam::Vec2;
 use serde_json::{json, Value};
@@ -43,53 +44,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// How long a scenario may run in all; node closes the browser and exits past it.
-const SCENARIO_DEADLINE: Duration = Duration::from_secs(60);
-
-/// The repository root (where `web/` is).
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Whether the browser tests can run: Chromium, node and puppeteer-core are installed.
-/// Under `CI=true` a missing one fails the test, naming what to install; elsewhere the
-/// test prints a `SKIPPED:` line and returns.
-fn browser_available(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !Path::new(CHROMIUM).exists() {
-        missing.push(format!("{CHROMIUM} (apt-get install -y chromium)"));
-    }
-    let node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !node {
-        missing.push("node (apt-get install -y nodejs)".to_owned());
-    }
-    if !repo()
-        .join("web/node_modules/puppeteer-core/package.json")
-        .exists()
-    {
-        missing.push("web/node_modules/puppeteer-core (npm ci --prefix web)".to_owned());
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let what = format!(
-        "the page was not tested in a browser: missing {}",
-        missing.join(", ")
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: {what}");
-    }
-    // Written to the stderr handle itself, which the test harness does not capture
-    // (it captures `eprintln!`), so that the skip shows in a passing run.
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {what}");
-    false
-}
 
 /// One browser at a time (see the module doc): held for the whole test.
 async fn one_browser_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
@@ -623,7 +577,7 @@ fn circling_4(tick: u64) -> Vec2 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pages_and_bots_share_a_room() {
-    if !browser_available("two_pages_and_bots_share_a_room") {
+    if !browser_available("two_pages_and_bots_share_a_room", "the page") {
         return;
     }
     let _turn = one_browser_at_a_time().await;
@@ -784,7 +738,7 @@ async fn two_pages_and_bots_share_a_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_key_moves_the_avatar_as_a_bot_sees() {
-    if !browser_available("a_held_key_moves_the_avatar_as_a_bot_sees") {
+    if !browser_available("a_held_key_moves_the_avatar_as_a_bot_sees", "the page") {
         return;
     }
     let _turn = one_browser_at_a_time().await;
@@ -924,7 +878,7 @@ async fn a_held_key_moves_the_avatar_as_a_bot_sees() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_page_resumes_the_same_entity() {
-    if !browser_available("a_cut_page_resumes_the_same_entity") {
+    if !browser_available("a_cut_page_resumes_the_same_entity", "the page") {
         return;
     }
     let _turn = one_browser_at_a_time().await;
@@ -1028,7 +982,7 @@ for (const url of new URLSearchParams(location.search).getAll("ws")) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_from_another_origin_is_refused() {
-    if !browser_available("a_page_from_another_origin_is_refused") {
+    if !browser_available("a_page_from_another_origin_is_refused", "the page") {
         return;
     }
     let _turn = one_browser_at_a_time().await;
@@ -1077,7 +1031,7 @@ async fn a_page_from_another_origin_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_draws_a_crowd() {
-    if !browser_available("a_page_draws_a_crowd") {
+    if !browser_available("a_page_draws_a_crowd", "the page") {
         return;
     }
     let _turn = one_browser_at_a_time().await;

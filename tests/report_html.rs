@@ -20,56 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::browser::*;
 use common::*;
 use serde_json::{json, Value};
 use tickcast::client::report::prometheus::{ServerReading, PLAYERS};
 use tickcast::client::report::{html, Report, Sample, Series};
 use tickcast::client::{run_swarm, scrape, ConnectOptions, Connection, SwarmConfig};
 use tokio_util::sync::CancellationToken;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// How long the scenario may take in all; node exits past it, and the test kills its
-/// process group a little after.
-const SCENARIO_DEADLINE: Duration = Duration::from_secs(60);
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Whether Chromium, node and puppeteer-core are installed; under `CI=true` a
-/// missing one fails the test, elsewhere it prints `SKIPPED:` and returns false.
-fn browser_available(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !Path::new(CHROMIUM).exists() {
-        missing.push(format!("{CHROMIUM} (apt-get install -y chromium)"));
-    }
-    let node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !node {
-        missing.push("node (apt-get install -y nodejs)".to_owned());
-    }
-    if !repo()
-        .join("web/node_modules/puppeteer-core/package.json")
-        .exists()
-    {
-        missing.push("web/node_modules/puppeteer-core (npm ci --prefix web)".to_owned());
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let what = format!(
-        "the HTML report was not tested in a browser: missing {}",
-        missing.join(", ")
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: {what}");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {what}");
-    false
-}
 
 /// A fresh directory under the system temp dir, removed when dropped.
 struct TempDir(PathBuf);
@@ -270,7 +227,10 @@ async fn the_html_report_of_a_real_run_renders_its_plots_in_chromium() {
     );
     assert!(server_series.samples.iter().any(|s| s.players == Some(4.0)));
 
-    if !browser_available("the_html_report_of_a_real_run_renders_its_plots_in_chromium") {
+    if !browser_available(
+        "the_html_report_of_a_real_run_renders_its_plots_in_chromium",
+        "the HTML report",
+    ) {
         return;
     }
     let dir = TempDir::new("report-html");
