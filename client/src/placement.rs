@@ -22,13 +22,15 @@ use hyper::Uri;
 use tickcast_shared::validate::{self, InvalidText};
 use tickcast_shared::websocket::query_param;
 
-/// Bots given to one source address when `--source-addrs` is left to choose: below
-/// Linux's default ephemeral range (32768–60999, 28,232 ports) with room for the
-/// connections in TIME_WAIT from a previous run.
-pub const BOTS_PER_SOURCE_ADDR: usize = 20_000;
+/// Bots given to one source address when `--source-addrs` is left to choose. The server
+/// counts connections per client address (`--max-connections-per-ip`, 256 by default),
+/// so a local swarm spreads over addresses to stay under it with a margin for a
+/// tester's own connections; 200 is also far below Linux's ephemeral port range
+/// (32768–60999), so a previous run's connections in TIME_WAIT never run it out.
+pub const BOTS_PER_SOURCE_ADDR: usize = 200;
 
-/// Most source addresses used: 127.0.0.1 to 127.0.0.254. That is five million bots at
-/// [`BOTS_PER_SOURCE_ADDR`], more than one process can hold.
+/// Most source addresses used: 127.0.0.1 to 127.0.0.254. That is 50,800 bots at
+/// [`BOTS_PER_SOURCE_ADDR`], more than one process on one machine holds.
 pub const MAX_SOURCE_ADDRS: usize = 254;
 
 /// Why a swarm's URL and rooms cannot be used.
@@ -282,8 +284,9 @@ mod tests {
     #[test]
     fn source_addresses_cycle_over_loopback() {
         assert_eq!(source_addr_count(None, 1), 1);
-        assert_eq!(source_addr_count(None, 20_000), 1);
-        assert_eq!(source_addr_count(None, 20_001), 2);
+        assert_eq!(source_addr_count(None, 200), 1);
+        assert_eq!(source_addr_count(None, 201), 2);
+        assert_eq!(source_addr_count(None, 2_000), 10);
         assert_eq!(source_addr_count(None, 0), 1);
         assert_eq!(source_addr_count(Some(4), 10), 4);
         assert_eq!(source_addr_count(Some(0), 10), 1);
