@@ -26,6 +26,7 @@ pub mod behaviour;
 pub mod connection;
 pub mod error;
 pub mod link;
+pub mod matchmake;
 pub mod placement;
 pub mod progress;
 pub mod reconnect;

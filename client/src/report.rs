@@ -147,6 +147,10 @@ pub struct Report {
     /// figures the bots measured: `rtt_ms`, `snapshot_gap_ms`, `reconnects`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<crate::link::LinkSpec>,
+    /// Set by a merge of reports whose links were not all the same (then `link` is
+    /// absent): the merged figures mix bots on different networks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub links_differ: bool,
     /// How many `tickcast-bots` processes this report covers (more than 1 after a merge).
     #[serde(default = "one")]
     pub processes: u64,
@@ -162,6 +166,10 @@ pub struct Report {
     /// merge), shown in the HTML report.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub command: String,
+    /// With `--matchmake`: the bots that connected, by the node (`scheme://host:port`)
+    /// matchmaking sent them to. Empty (absent) for direct joins.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_node: BTreeMap<String, u64>,
 }
 
 fn one() -> u64 {
@@ -217,6 +225,7 @@ impl Report {
             rooms: 1,
             behaviour: String::new(),
             link: None,
+            links_differ: false,
             processes: 1,
             histograms: histograms
                 .encode()
@@ -224,6 +233,7 @@ impl Report {
                 .ok(),
             series: None,
             command: String::new(),
+            per_node: BTreeMap::new(),
         }
     }
 
@@ -296,6 +306,8 @@ impl fmt::Display for Report {
         )?;
         if let Some(link) = &self.link {
             writeln!(f, "  link        {link}, each direction")?;
+        } else if self.links_differ {
+            writeln!(f, "  link        differs between the merged reports")?;
         }
         writeln!(
             f,
@@ -306,6 +318,14 @@ impl fmt::Display for Report {
             self.bots_disconnected,
             self.duration_s
         )?;
+        if !self.per_node.is_empty() {
+            let nodes: Vec<String> = self
+                .per_node
+                .iter()
+                .map(|(node, bots)| format!("{node} {bots}"))
+                .collect();
+            writeln!(f, "  per node    {}", nodes.join(", "))?;
+        }
         writeln!(
             f,
             "  snapshots   {} received, {:.1} per bot per s, {} missed",

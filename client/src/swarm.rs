@@ -37,9 +37,9 @@ use crate::report::{
     ServerSeries, Totals,
 };
 use crate::scrape;
-use tickcast_shared::{encode_into, ClientMsg, Input, InputPayload, Ping};
 use crate::tls::TlsTrust;
 use crate::token::{self, BotTokens, PlayerToken};
+use tickcast_shared::{encode_into, ClientMsg, Input, InputPayload, Ping};
 
 /// How often each bot pings.
 pub const PING_INTERVAL: Duration = Duration::from_secs(1);
@@ -93,7 +93,9 @@ pub struct SwarmConfig {
     /// server's default room).
     pub room_prefix: Option<String>,
     /// Loopback source addresses to spread connections over; `None` picks
-    /// `ceil(bots / 20000)`. Only used when the URL's host is an IPv4 loopback address.
+    /// `ceil(bots / 200)`, which keeps each address under the server's default
+    /// `--max-connections-per-ip` (256). Only used when the URL's host is an IPv4
+    /// loopback address.
     pub source_addrs: Option<usize>,
     /// How a bot whose connection is lost reconnects; `None`: it does not, and ends.
     pub reconnect: Option<ReconnectPolicy>,
@@ -109,6 +111,12 @@ pub struct SwarmConfig {
     /// authentication: `sub` and `name` are the bot's name, `exp` the end of the run
     /// plus [`crate::token::BOT_TOKEN_MARGIN`]. `None`: bots send no token.
     pub tokens: Option<BotTokens>,
+    /// Matchmake each bot (`--matchmake http://HOST:PORT`): it asks this server for a
+    /// seat (`POST /matchmake`, with its player token when `tokens` is set) and dials
+    /// the URL and ticket of the answer, which in a cluster may be another node. `url`,
+    /// `rooms` and `room_prefix` are then not used for placement. `None`: bots join
+    /// `url`'s rooms directly.
+    pub matchmake: Option<String>,
 }
 
 impl Default for SwarmConfig {
@@ -134,6 +142,7 @@ impl Default for SwarmConfig {
             link: None,
             metrics_url: None,
             tokens: None,
+            matchmake: None,
         }
     }
 }
@@ -200,6 +209,11 @@ where
         Ok(rooms) => rooms,
         Err(e) => return refused(&config, &e, started.elapsed()),
     };
+    if let Some(base) = &config.matchmake {
+        if let Err(e) = crate::matchmake::check_url(base) {
+            return refused(&config, &e, started.elapsed());
+        }
+    }
     let source_addrs = config.source_addr_count();
     let config = Arc::new(config);
 
@@ -287,8 +301,15 @@ where
     }
 
     let mut histograms = Histograms::new();
+    let mut per_node = std::collections::BTreeMap::new();
+    let mut matchmade_rooms = std::collections::BTreeSet::new();
     for shard in &shards {
-        histograms.merge(&lock(shard).histograms);
+        let shard = lock(shard);
+        histograms.merge(&shard.histograms);
+        matchmade_rooms.extend(shard.matchmade_rooms.iter().cloned());
+        for (node, bots) in &shard.per_node {
+            *per_node.entry(node.clone()).or_insert(0) += bots;
+        }
     }
     let mut report = Report::new(
         &config.url,
@@ -297,7 +318,12 @@ where
         &totals,
         &histograms,
     );
-    report.rooms = rooms.count() as u64;
+    report.rooms = if config.matchmake.is_some() {
+        matchmade_rooms.len() as u64
+    } else {
+        rooms.count() as u64
+    };
+    report.per_node = per_node;
     report.behaviour = config.behaviour.to_string();
     report.link = config.link.clone();
     report.series = Some(series);
@@ -347,7 +373,7 @@ async fn scrape_metrics(url: String, start: Instant, stop: CancellationToken) ->
 }
 
 /// The report of a run that could not start: every bot failed for the same reason.
-fn refused(config: &SwarmConfig, e: &PlacementError, elapsed: Duration) -> Report {
+fn refused(config: &SwarmConfig, e: &dyn std::fmt::Display, elapsed: Duration) -> Report {
     let bots = config.bots as u64;
     let mut totals = Totals {
         bots_failed: bots,
@@ -406,6 +432,10 @@ struct Shard {
     bot_time: Duration,
     /// When `live.connected` last changed (or was accounted for).
     changed: Instant,
+    /// Bots that connected, by the node matchmaking sent them to (`--matchmake`).
+    per_node: std::collections::BTreeMap<String, u64>,
+    /// The (node, room) pairs matchmaking sent its bots to.
+    matchmade_rooms: std::collections::BTreeSet<(String, String)>,
 }
 
 impl Shard {
@@ -417,6 +447,8 @@ impl Shard {
             second: Interval::new(),
             bot_time: Duration::ZERO,
             changed: Instant::now(),
+            per_node: std::collections::BTreeMap::new(),
+            matchmade_rooms: std::collections::BTreeSet::new(),
         }
     }
 
@@ -510,8 +542,27 @@ impl Bot {
                 return totals;
             }
         };
+        let (url, node) = match &self.config.matchmake {
+            None => (self.url.clone(), None),
+            Some(base) => {
+                let asked = tokio::select! {
+                    () = self.cancel.cancelled() => return totals,
+                    asked = crate::matchmake::request(base, auth_token.as_ref(), self.config.connect_timeout) => asked,
+                };
+                match asked {
+                    Ok(seat) => (seat.url, Some((seat.node, seat.room))),
+                    Err(e) => {
+                        tracing::debug!(bot = self.index, error = %e, "matchmaking failed");
+                        lock(&self.shard).live.failed += 1;
+                        totals.bots_failed = 1;
+                        self.error(&mut totals, format!("matchmake: {}", e.kind()));
+                        return totals;
+                    }
+                }
+            }
+        };
         let opts = ConnectOptions {
-            url: self.url.clone(),
+            url,
             name,
             origin: self.config.origin.clone(),
             connect_timeout: self.config.connect_timeout,
@@ -548,6 +599,10 @@ impl Bot {
             let mut shard = lock(&self.shard);
             record(&mut shard.histograms.connect, connect_started.elapsed());
             shard.set_connected(Some(true));
+            if let Some((node, room)) = node {
+                *shard.per_node.entry(node.clone()).or_insert(0) += 1;
+                shard.matchmade_rooms.insert((node, room));
+            }
         }
         totals.bots_connected = 1;
         let connected_at = Instant::now();
@@ -850,7 +905,7 @@ mod tests {
         };
         assert_eq!(
             config("ws://127.0.0.1:1/ws", 50_000, None).source_addr_count(),
-            3
+            250
         );
         assert_eq!(
             config("ws://127.0.0.1:1/ws", 10, Some(4)).source_addr_count(),

@@ -250,12 +250,56 @@ pub struct Config {
     #[arg(long, default_value = "2s", value_parser = duration, requires = "agones")]
     pub agones_health_period: Duration,
 
+    /// The cluster room directory: `redis://HOST:PORT/DB` (off by default). With it,
+    /// this node publishes its rooms, `GET /rooms` lists every live node's public rooms
+    /// and `POST /matchmake` reserves seats cluster-wide. See docs/HOSTING.md "Running a
+    /// cluster". Needs `--cluster-secret-file`, and `--public-url` unless `--agones`
+    /// discovers it.
+    #[arg(long, value_name = "URL", requires = "cluster_secret_file")]
+    pub redis: Option<String>,
+
+    /// This node's id in the cluster: 1 to 64 of `A-Z a-z 0-9 . _ -` (default: `node-`
+    /// and 12 random hex digits). On Agones, the pod's name.
+    #[arg(long, value_name = "ID", requires = "redis")]
+    pub node_id: Option<String>,
+
+    /// What clients dial to reach this node, e.g. `ws://10.0.0.5:8080` or
+    /// `wss://eu-1.example.com`: matchmaking on any node sends players here.
+    #[arg(long, value_name = "URL", requires = "redis")]
+    pub public_url: Option<String>,
+
+    /// File holding the cluster secret (at least 32 bytes, the same on every node):
+    /// it signs the tickets one node gives for a seat on another.
+    #[arg(long, value_name = "FILE", requires = "redis")]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// How long this node's directory records live without a refresh: a node killed
+    /// without a drain vanishes from the directory within this. Hidden: for tests.
+    #[arg(long, default_value = "10s", value_parser = duration, hide = true)]
+    pub cluster_node_ttl: Duration,
+
     /// Bytes per second of snapshots each player may be sent; 0 (the default) is no
     /// budget. When a player's deltas would exceed it, the most important changes go
     /// first (its own avatar, near and fast-changing entities) and the rest wait, with a
     /// priority that grows until they are sent. The burst is one second's worth.
     #[arg(long, default_value_t = 0)]
     pub max_bytes_per_player_per_sec: u64,
+
+    /// Records every room to `DIR/room-ID` for `tickcast-replay`: the seed and options,
+    /// joins, leaves, game messages, every applied input and a world hash per tick.
+    /// Written off the tick by a writer task; a writer that falls behind drops records
+    /// and marks the recording incomplete rather than slow the game.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+
+    /// Size of one recording file; past it the recording rotates to `room-ID.1`,
+    /// `room-ID.2`, ... A replay needs every file from the first one.
+    #[arg(long, default_value_t = 64 * 1024 * 1024, value_name = "BYTES")]
+    pub record_max_bytes: u64,
+
+    /// Recording files kept per room; older ones are deleted.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub record_keep: usize,
 
     /// On SIGTERM or Ctrl-C, how long running rooms may go on (no new joins meanwhile)
     /// before every player is closed with 1001. The drain ends early when no player is

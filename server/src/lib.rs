@@ -11,9 +11,9 @@
 //!
 //! [`run`] is the whole server; the binary and the tests call it with a bound listener.
 
+pub mod agones;
 pub mod auth;
 pub mod budget;
-pub mod agones;
 pub mod cluster;
 pub mod config;
 pub mod game;
@@ -21,6 +21,7 @@ pub mod grid;
 pub mod limits;
 pub mod metrics;
 pub mod net;
+pub mod record;
 pub mod room;
 pub mod rooms;
 pub mod schedule;
@@ -77,6 +78,8 @@ pub struct ServerCtx {
     /// True when the room API has its own listener (`--api-listen`): `--listen` then
     /// answers `/rooms*` with 404.
     pub api_elsewhere: bool,
+    /// This node in the cluster directory (`--redis`); `None` for a single node.
+    pub cluster: Option<Arc<cluster::Node>>,
 }
 
 /// Runs the server with the built-in games on `listener` until `drain` is cancelled,
@@ -176,6 +179,16 @@ pub async fn serve_with(
         None => None,
     };
     let auth = auth::Verifier::from_config(&config)?;
+    let cluster = match cluster_config(&config, &listener, tls.is_some()).await? {
+        Some(cluster_config) => {
+            let (node, task) = cluster::Node::start(cluster_config)?;
+            // Not on the task tracker: it ends after `leave()` and once the rooms are
+            // gone, which is after the shutdown has waited for the tracked tasks.
+            tokio::spawn(task);
+            Some(node)
+        }
+        None => None,
+    };
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
     let tasks = TaskTracker::new();
@@ -211,9 +224,20 @@ pub async fn serve_with(
         admin_token,
         auth,
         api_elsewhere: api_listener.is_some(),
+        cluster: cluster.clone(),
         config,
         metrics,
     });
+    if let Some(node) = &cluster {
+        // Before any room opens, so the directory hears of every room.
+        ctx.rooms.connect_directory(node.events());
+        let _ = ctx.metrics.cluster.set(node.directory().clone());
+        info!(
+            node = node.directory().node_id(),
+            url = node.directory().public_url(),
+            "joining the cluster directory"
+        );
+    }
     info!(
         addr = %listener.local_addr()?,
         scheme = if ctx.tls.is_some() { "wss" } else { "ws" },
@@ -249,9 +273,10 @@ pub async fn serve_with(
     };
     tasks.spawn(sweep_tickets(Arc::clone(&ctx)));
     // Listening now: Agones may send players here.
-    let agones = ctx.config.agones.then(|| {
-        agones::Agones::start(&ctx.config, Arc::clone(&ctx.metrics), drain.clone())
-    });
+    let agones = ctx
+        .config
+        .agones
+        .then(|| agones::Agones::start(&ctx.config, Arc::clone(&ctx.metrics), drain.clone()));
 
     tokio::select! {
         () = drain.cancelled() => {}
@@ -262,6 +287,12 @@ pub async fn serve_with(
             .players
             .load(std::sync::atomic::Ordering::Relaxed)
     };
+    // First of all: a draining node takes no new players, so no node may send it any.
+    if let Some(node) = &ctx.cluster {
+        if let Err(e) = node.directory().leave().await {
+            warn!(error = %e, "could not leave the cluster directory; it forgets this node within its TTL");
+        }
+    }
     info!(players = players(), timeout = ?ctx.config.drain_timeout, "draining");
     let deadline = tokio::time::Instant::now() + ctx.config.drain_timeout;
     let mut poll = tokio::time::interval(std::time::Duration::from_millis(100));
@@ -293,6 +324,67 @@ pub async fn serve_with(
         agones.shutdown().await;
     }
     Ok(())
+}
+
+/// The cluster configuration of `--redis`, `--node-id`, `--public-url` and
+/// `--cluster-secret-file`; `None` without `--redis`. Without `--public-url`, `--agones`
+/// asks the sidecar for the GameServer's address (retried for a few seconds: the
+/// sidecar may start after us).
+///
+/// # Errors
+/// `--redis` without `--public-url` (and without `--agones`), an unreadable or short
+/// secret, or an address Agones never gives.
+async fn cluster_config(
+    config: &Config,
+    listener: &TcpListener,
+    tls: bool,
+) -> anyhow::Result<Option<cluster::ClusterConfig>> {
+    let Some(redis) = &config.redis else {
+        return Ok(None);
+    };
+    let Some(secret_file) = &config.cluster_secret_file else {
+        anyhow::bail!("--redis needs --cluster-secret-file");
+    };
+    let secret = cluster::ClusterSecret::from_file(secret_file)
+        .map_err(|e| anyhow::anyhow!("--cluster-secret-file: {e}"))?;
+    let public_url = match (&config.public_url, config.agones) {
+        (Some(url), _) => url.clone(),
+        (None, true) => {
+            let port = agones::sdk_port(
+                config.agones_sdk_port,
+                std::env::var(agones::SDK_PORT_ENV).ok().as_deref(),
+            );
+            let scheme = if tls { "wss" } else { "ws" };
+            let mut tries = 0;
+            loop {
+                match agones::discover_public_url(port, scheme).await {
+                    Ok(url) => break url,
+                    Err(e) if tries >= 20 => {
+                        anyhow::bail!("--public-url not given and Agones did not tell it: {e}")
+                    }
+                    Err(_) => {
+                        tries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+        (None, false) => anyhow::bail!(
+            "--redis needs --public-url (what clients dial to reach this node, e.g. ws://{})",
+            listener.local_addr()?
+        ),
+    };
+    let node_id = config
+        .node_id
+        .clone()
+        .unwrap_or_else(cluster::keys::random_node_id);
+    let mut cc = cluster::ClusterConfig::new(redis.clone(), node_id, public_url, secret);
+    cc.ticket_ttl = config.ticket_ttl;
+    cc.node_ttl = config.cluster_node_ttl;
+    // A few refreshes per TTL, so one late refresh does not drop a live node.
+    cc.refresh = (config.cluster_node_ttl / 3).min(std::time::Duration::from_secs(3));
+    cc.node_capacity = u32::try_from(agones::capacity(config)).unwrap_or(u32::MAX);
+    Ok(Some(cc))
 }
 
 /// Releases the seats of expired matchmaking tickets, once a second.

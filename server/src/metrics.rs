@@ -50,6 +50,9 @@ pub type CountGauge = Gauge<u64, AtomicU64>;
 /// All server metrics.
 #[derive(Debug)]
 pub struct Metrics {
+    /// The cluster directory's counters (`--redis`), set once the directory starts:
+    /// rendered under `tickcast_cluster_*`.
+    pub cluster: std::sync::OnceLock<crate::cluster::Directory>,
     /// WebSocket connections open now. A plain atomic: the upgrade reserves a slot with
     /// it before answering 101, so the connection limit is never exceeded.
     pub connections_open: AtomicU64,
@@ -143,6 +146,7 @@ impl Default for Metrics {
             closes,
             room_series: RoomSeries::default(),
             rooms: Mutex::default(),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 }
@@ -416,6 +420,9 @@ impl Metrics {
             "Requests refused by a per-client limit or deadline, by reason",
             self.requests_limited.clone(),
         );
+        if let Some(directory) = self.cluster.get() {
+            directory.metrics().register(&mut r);
+        }
         r.register("rooms_open", "Rooms open", self.rooms_open.clone());
         let players = ConstGauge::new(self.players.load(Relaxed));
         r.register("players", "Players in rooms", players);

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::cluster::node::Event as DirectoryEvent;
 use crate::config::Config;
 use crate::game::{Game, GameOptions, Games, UnknownGame};
 use crate::metrics::{Metrics, RoomMetrics};
@@ -219,24 +220,39 @@ impl RoomHandle {
     /// Reserves a seat for a matchmade player; released when the [`Seat`] is dropped.
     fn reserve(&self) -> Seat {
         self.reserved.fetch_add(1, Relaxed);
-        Seat(self.clone())
+        Seat {
+            room: self.clone(),
+            release: None,
+        }
     }
 }
 
 /// A reserved seat in a room. Dropping it (the ticket was used, or expired) frees it.
 #[derive(Debug)]
-pub struct Seat(RoomHandle);
+pub struct Seat {
+    room: RoomHandle,
+    /// For a cluster ticket: where to release its reservation in the directory, and
+    /// its id. Sent on drop, which [`Rooms::join`] does after the room answered, so
+    /// the player's count reaches the directory before the reservation goes.
+    release: Option<(mpsc::UnboundedSender<DirectoryEvent>, String)>,
+}
 
 impl Seat {
     /// The room the seat is in.
     pub fn room(&self) -> &RoomHandle {
-        &self.0
+        &self.room
     }
 }
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        self.0.reserved.fetch_sub(1, Relaxed);
+        self.room.reserved.fetch_sub(1, Relaxed);
+        if let Some((events, rid)) = self.release.take() {
+            let _ = events.send(DirectoryEvent::Release {
+                room: self.room.name.to_string(),
+                rid,
+            });
+        }
     }
 }
 
@@ -282,6 +298,10 @@ pub struct Rooms {
     tasks: TaskTracker,
     shutdown: CancellationToken,
     draining: CancellationToken,
+    /// With `--redis`: where rooms announce their changes to the cluster directory.
+    /// Sent without waiting, and under the registry lock for opens and closes, so a
+    /// room's events reach the directory in the order the registry saw them.
+    directory: std::sync::OnceLock<mpsc::UnboundedSender<DirectoryEvent>>,
 }
 
 impl Rooms {
@@ -303,7 +323,52 @@ impl Rooms {
             tasks,
             shutdown,
             draining,
+            directory: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Announces every room change to the cluster directory through `events` from now
+    /// on (once, before any room opens).
+    pub fn connect_directory(&self, events: mpsc::UnboundedSender<DirectoryEvent>) {
+        let _ = self.directory.set(events);
+    }
+
+    fn announce(&self, event: DirectoryEvent) {
+        if let Some(events) = self.directory.get() {
+            let _ = events.send(event);
+        }
+    }
+
+    /// Announces `handle`'s player count, if it is still the registered room of its
+    /// name (a room closing, or replaced by a new one of the same name, stays quiet).
+    fn announce_players(&self, handle: &RoomHandle, players: usize) {
+        if self.directory.get().is_none() {
+            return;
+        }
+        let map = self.lock();
+        if map
+            .get(&handle.name)
+            .is_some_and(|h| Arc::ptr_eq(&h.players, &handle.players))
+        {
+            self.announce(DirectoryEvent::Players {
+                room: handle.name.to_string(),
+                players: u32::try_from(players).unwrap_or(u32::MAX),
+            });
+        }
+    }
+
+    /// A seat for a player holding a cluster ticket with reservation `rid` for room
+    /// `name` (created here with the default options if it is not running: it closed
+    /// while the player was on the way). The directory already counted the seat; here
+    /// it is held locally until the join, then its reservation is released.
+    ///
+    /// # Errors
+    /// As [`Rooms::get_or_create`].
+    pub fn seat_for_ticket(self: &Arc<Self>, name: &str, rid: String) -> Result<Seat, JoinRefused> {
+        let handle = self.get_or_create(name)?;
+        let mut seat = handle.reserve();
+        seat.release = self.directory.get().map(|events| (events.clone(), rid));
+        Ok(seat)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, RoomHandle>> {
@@ -420,8 +485,10 @@ impl Rooms {
 
     /// Ends a room: its players are closed with `RoomClosed`. Returns whether it existed.
     pub fn delete(&self, id: &str) -> bool {
-        match self.lock().remove(id) {
+        let mut map = self.lock();
+        match map.remove(id) {
             Some(handle) => {
+                self.announce(DirectoryEvent::Closed(id.to_owned()));
                 let _ = handle.commands.send(Command::Close);
                 true
             }
@@ -459,13 +526,59 @@ impl Rooms {
             closed: CancellationToken::new(),
         };
         map.insert(name, handle.clone());
+        self.announce(DirectoryEvent::Opened(crate::cluster::RoomInfo {
+            id: handle.name.to_string(),
+            game: options.game.clone(),
+            players: 0,
+            capacity: u32::try_from(options.max_players).unwrap_or(u32::MAX),
+            public: !options.private,
+        }));
         self.metrics.rooms_open.inc();
         let room = Room::new(game, options.tick_rate, options.max_players).named(&options.game);
+        let room = match self.recorder(&handle.name, &options) {
+            Some(recorder) => room.recording(recorder),
+            None => room,
+        };
         let span = info_span!("room", room = %handle.name);
         self.tasks
             .spawn(run_room(Arc::clone(self), handle.clone(), room, rx).instrument(span));
         info!(room = %handle.name, ?options, "room created");
         Ok(handle)
+    }
+
+    /// With `--record`: starts the writer task of room `name`'s recording and returns
+    /// the room's end. A recording that cannot start is a warning, not a refused room.
+    fn recorder(&self, name: &str, options: &RoomOptions) -> Option<crate::record::Recorder> {
+        use crate::record::{format, writer};
+        let dir = self.config.record.as_ref()?;
+        let header = format::Header {
+            version: format::FORMAT_VERSION,
+            room: name.to_owned(),
+            game: options.game.clone(),
+            seed: self.config.seed,
+            npcs: options.npcs,
+            tick_rate: options.tick_rate,
+            max_players: u32::try_from(options.max_players).unwrap_or(u32::MAX),
+            view_radius: options.view_radius,
+            segment: 0,
+            first_tick: 0,
+        };
+        let limits = writer::Limits {
+            max_bytes: self.config.record_max_bytes,
+            keep: self.config.record_keep,
+        };
+        match writer::SegmentWriter::create(dir, header, limits) {
+            Ok(file) => {
+                info!(room = name, path = %file.path().display(), "recording");
+                let (sink, rx) = writer::channel(writer::CHANNEL_RECORDS);
+                self.tasks.spawn(writer::run(file, rx));
+                Some(crate::record::Recorder::new(sink))
+            }
+            Err(e) => {
+                warn!(room = name, dir = %dir.display(), error = %e, "room not recorded");
+                None
+            }
+        }
     }
 
     /// Joins the room called `name` (creating it), with `outlet` receiving its snapshots.
@@ -549,6 +662,7 @@ impl Rooms {
             .is_some_and(|h| Arc::ptr_eq(&h.players, &handle.players));
         if ours && also() {
             map.remove(&handle.name);
+            self.announce(DirectoryEvent::Closed(handle.name.to_string()));
             true
         } else {
             false
@@ -566,8 +680,10 @@ fn random_id() -> String {
         .collect()
 }
 
-/// Keeps the room's player count in its handle and in the metrics.
+/// Keeps the room's player count in its handle, in the metrics, and in the cluster
+/// directory.
 struct Counts<'a> {
+    rooms: &'a Rooms,
     handle: &'a RoomHandle,
     metrics: &'a Metrics,
     room_metrics: &'a RoomMetrics,
@@ -581,6 +697,9 @@ impl Counts<'_> {
     }
 
     fn update(&mut self, now: usize) {
+        if now != self.last {
+            self.rooms.announce_players(self.handle, now);
+        }
         if now > self.last {
             self.metrics
                 .players
@@ -609,6 +728,7 @@ async fn run_room(
     let room_metrics: Arc<RoomMetrics> =
         metrics.add_room(Arc::clone(&handle.name), config.max_labelled_rooms);
     let mut counts = Counts {
+        rooms: &rooms,
         handle: &handle,
         metrics: &metrics,
         room_metrics: &room_metrics,
@@ -630,6 +750,9 @@ async fn run_room(
                 match command {
                     Command::Join { outlet, token, arrival, reply } => {
                         let result = room.join_as(outlet, token, arrival);
+                        // Counted before the answer: the joining connection then
+                        // releases its cluster reservation, which must come after.
+                        counts.update(room.player_count());
                         match reply.send(result) {
                             // The connection gave up waiting: undo the join, or, for a
                             // takeover, leave the seat as a dropped connection would.

@@ -96,3 +96,42 @@ fn purge_locked(map: &mut HashMap<String, Entry>, now: Instant) -> usize {
     map.retain(|_, e| now < e.expires);
     before - map.len()
 }
+
+/// The reservation ids of cluster tickets already used on this node, each kept until
+/// its ticket's expiry: a cluster ticket is verified without Redis (its signature), so
+/// only this memory makes it single-use. Bounded by the tickets issued for this node
+/// within one ticket TTL.
+#[derive(Debug, Default)]
+pub struct UsedRids {
+    map: Mutex<HashMap<String, u64>>,
+}
+
+impl UsedRids {
+    /// Records `rid` (whose ticket expires at `exp`, Unix seconds) as used at `now`
+    /// (Unix seconds). False if it was used already: the ticket is refused.
+    pub fn first_use(&self, rid: &str, exp: u64, now: u64) -> bool {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, e| *e >= now);
+        if map.contains_key(rid) {
+            return false;
+        }
+        map.insert(rid.to_owned(), exp);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rid_is_used_once_and_forgotten_after_its_expiry() {
+        let used = UsedRids::default();
+        assert!(used.first_use("a", 100, 50));
+        assert!(!used.first_use("a", 100, 60));
+        assert!(used.first_use("b", 100, 60));
+        // Past its expiry the ticket itself is refused as expired; the memory goes.
+        assert!(used.first_use("a", 300, 101));
+        assert_eq!(used.map.lock().unwrap().len(), 1);
+    }
+}

@@ -11,12 +11,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use humantime::parse_duration;
 use indicatif::{ProgressBar, ProgressDrawTarget};
+use tickcast_client::link::{parse_bandwidth, PROFILES};
 use tickcast_client::progress::progress_line;
 use tickcast_client::BotTokens;
 use tickcast_client::{
     merge, run_swarm_with_progress, BehaviourKind, Progress, ReconnectPolicy, Report,
 };
-use tickcast_client::link::{parse_bandwidth, PROFILES};
 use tickcast_client::{run_swarm, LinkSpec, LossStall, Profile, SwarmConfig, TlsTrust};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -102,7 +102,8 @@ struct RunArgs {
     #[arg(long, value_name = "PREFIX")]
     room_prefix: Option<String>,
     /// Connect from N loopback addresses 127.0.0.1 .. 127.0.0.N when the server is
-    /// on an IPv4 loopback address (default: one per 20000 bots).
+    /// on an IPv4 loopback address (default: one per 200 bots, under the server's
+    /// default --max-connections-per-ip of 256).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=254))]
     source_addrs: Option<u16>,
     /// A bot whose connection is lost (no close frame) reconnects and resumes its
@@ -124,6 +125,12 @@ struct RunArgs {
     /// failed scrape is counted in the report, never fatal.
     #[arg(long, value_name = "URL", value_parser = metrics_url)]
     metrics_url: Option<String>,
+    /// Matchmake every bot at this server (`http://HOST:PORT`): each asks
+    /// `POST /matchmake` for a seat (with its player token under `--jwt-secret-file`)
+    /// and joins the room and node of the answer with its ticket; the report counts
+    /// bots per node. The URL argument's rooms are then not used.
+    #[arg(long, value_name = "URL", value_parser = matchmake_url, conflicts_with = "jwt_room_claim")]
+    matchmake: Option<String>,
     #[command(flatten)]
     link: LinkArgs,
     #[command(flatten)]
@@ -218,7 +225,10 @@ impl LinkArgs {
 fn link_profile(name: &str) -> Result<LinkSpec, String> {
     Profile::named(name).map(Profile::spec).ok_or_else(|| {
         let names: Vec<&str> = PROFILES.iter().map(|p| p.name).collect();
-        format!("{name:?} is not a profile; the profiles are {}", names.join(", "))
+        format!(
+            "{name:?} is not a profile; the profiles are {}",
+            names.join(", ")
+        )
     })
 }
 
@@ -235,6 +245,12 @@ struct MergeArgs {
     /// aligned by wall-clock second (see docs/LOAD-REPORTS.md).
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+}
+
+fn matchmake_url(text: &str) -> Result<String, String> {
+    tickcast_client::matchmake::check_url(text)
+        .map(|_| text.trim_end_matches('/').to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn metrics_url(text: &str) -> Result<String, String> {
@@ -310,6 +326,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         link: args.link.spec(),
         metrics_url: args.metrics_url,
         tokens: args.auth.tokens()?,
+        matchmake: args.matchmake,
     };
     // Refuse bad room names now rather than as thousands of failed connects.
     config.rooms().context("--rooms / --room-prefix")?;
@@ -630,7 +647,11 @@ mod tests {
             cli.run.metrics_url.as_deref(),
             Some("http://127.0.0.1:9/metrics")
         );
-        for bad in ["ws://127.0.0.1:9/metrics", "127.0.0.1:9", "https://x/metrics"] {
+        for bad in [
+            "ws://127.0.0.1:9/metrics",
+            "127.0.0.1:9",
+            "https://x/metrics",
+        ] {
             assert!(
                 Cli::try_parse_from(["tickcast-bots", "--metrics-url", bad]).is_err(),
                 "{bad}"

@@ -10,7 +10,9 @@
 //! - [`ticket`]: the HS256 tickets signed with the cluster secret;
 //! - [`backoff`]: the retry schedule while Redis is unreachable;
 //! - [`health`]: healthy or degraded (and why), and the `/metrics` counters;
-//! - [`directory`]: the async client ([`Directory`]) and its background refresh task.
+//! - [`directory`]: the async client ([`Directory`]) and its background refresh task;
+//! - [`node`]: this node's glue: room events to the directory, cluster tickets at the
+//!   upgrade, rooms placed on another node.
 //!
 //! How a dead node leaves no trace: its record `P:node:N` and its room hashes
 //! `P:rooms:N`, `P:seats:N` share one TTL (10 s by default) that only the node's own
@@ -26,6 +28,7 @@ pub mod backoff;
 pub mod directory;
 pub mod health;
 pub mod keys;
+pub mod node;
 pub mod records;
 pub mod scripts;
 pub mod ticket;
@@ -34,6 +37,7 @@ use std::time::Duration;
 
 pub use directory::Directory;
 pub use health::{DirectoryMetrics, Health};
+pub use node::Node;
 pub use records::{NodeRecord, Placement, Reservation, RoomInfo, RoomRecord};
 pub use ticket::{ClusterSecret, TicketClaims, TicketError};
 

@@ -126,7 +126,7 @@ pub async fn handle(
                 "this needs the admin token: Authorization: Bearer TOKEN",
             ))
         }
-        (Method::GET, "/rooms") => Ok(json(StatusCode::OK, &ctx.rooms.list_public())),
+        (Method::GET, "/rooms") => Ok(list(ctx).await),
         (Method::POST, "/rooms") => create(req, client, admin == Some(true), ctx).await,
         (Method::POST, "/matchmake") => matchmake(req, client, ctx).await,
         (Method::GET, p) if p.starts_with("/rooms/") => room(ctx, &p["/rooms/".len()..]),
@@ -384,8 +384,215 @@ struct Matchmade {
     room: String,
     ticket: String,
     expires_in_ms: u128,
+    /// Where to connect: `/ws?room=R&ticket=T` on a single node; with `--redis`, the
+    /// owning node's public URL in front of it.
     url: String,
+    /// With `--redis`: the owning node's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
 }
+
+/// A room of `GET /rooms` with `--redis`: this node's rooms as without it, plus where
+/// they are; other nodes' rooms as the directory has them.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Listed {
+    Here {
+        #[serde(flatten)]
+        info: crate::rooms::RoomInfo,
+        node: String,
+        url: String,
+        reserved: u32,
+    },
+    Elsewhere(crate::cluster::RoomRecord),
+}
+
+/// `GET /rooms`: this node's public rooms; with `--redis`, those of every live node,
+/// by node then id, each with `node`, `url` and the seats `reserved` by matchmaking.
+/// While Redis is unreachable, only this node's rooms (they are the ones it knows).
+async fn list(ctx: &ServerCtx) -> Response<Body> {
+    let local = ctx.rooms.list_public();
+    let Some(node) = &ctx.cluster else {
+        return json(StatusCode::OK, &local);
+    };
+    let directory = node.directory();
+    let me = directory.node_id();
+    let records = directory.list_public().await.unwrap_or_default();
+    let reserved = |id: &str| {
+        records
+            .iter()
+            .find(|r| r.node == me && r.id == id)
+            .map_or(0, |r| r.reserved)
+    };
+    let mut listed: Vec<(String, String, Listed)> = local
+        .into_iter()
+        .map(|info| {
+            let key = (me.to_owned(), info.id.clone());
+            let reserved = reserved(&info.id);
+            let here = Listed::Here {
+                info,
+                node: me.to_owned(),
+                url: directory.public_url().to_owned(),
+                reserved,
+            };
+            (key.0, key.1, here)
+        })
+        .collect();
+    for record in records.iter().filter(|r| r.node != me) {
+        listed.push((
+            record.node.clone(),
+            record.id.clone(),
+            Listed::Elsewhere(record.clone()),
+        ));
+    }
+    listed.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let rooms: Vec<Listed> = listed.into_iter().map(|(_, _, l)| l).collect();
+    json(StatusCode::OK, &rooms)
+}
+
+/// `POST /cluster/rooms` (`--redis`, node to node): another node placed a new room
+/// here; this node creates it with its default options, publishes it, and answers 201
+/// `{"room": ID}`. Needs a placement token signed with the cluster secret
+/// ([`crate::cluster::Node::placement_token`]), else 401.
+pub async fn place(req: Request<Incoming>, ctx: &ServerCtx) -> Response<Body> {
+    let result = async {
+        if req.method() != Method::POST {
+            let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "use POST").into_response();
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return Ok(r);
+        }
+        let node = ctx.cluster.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "this node is not in a cluster (--redis)",
+            )
+        })?;
+        let token = bearer(req.headers()).ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "this needs a placement token")
+        })?;
+        node.check_placement(token)
+            .map_err(|why| ApiError::new(StatusCode::UNAUTHORIZED, why))?;
+        let room = create_here(ctx, node).await?;
+        #[derive(Serialize)]
+        struct Created {
+            room: String,
+        }
+        Ok(json(StatusCode::CREATED, &Created { room }))
+    };
+    result.await.unwrap_or_else(ApiError::into_response)
+}
+
+/// Opens a room with the default options on this node and publishes it: when this
+/// returns, the directory has it (or Redis is unreachable, and the reserve that follows
+/// says so).
+async fn create_here(ctx: &ServerCtx, node: &crate::cluster::Node) -> Result<String, ApiError> {
+    let room = ctx.rooms.create(RoomOptions::defaults(&ctx.config))?;
+    node.flush().await;
+    Ok(room.name().to_owned())
+}
+
+/// The answer for a seat reserved in the directory.
+fn matchmade(r: crate::cluster::Reservation, ctx: &ServerCtx) -> Response<Body> {
+    let url = format!(
+        "{}/ws?room={}&ticket={}",
+        r.url.trim_end_matches('/'),
+        r.room,
+        r.ticket
+    );
+    json(
+        StatusCode::OK,
+        &Matchmade {
+            room: r.room,
+            ticket: r.ticket,
+            expires_in_ms: ctx.tickets.ttl().as_millis(),
+            url,
+            node: Some(r.node),
+        },
+    )
+}
+
+/// Matchmaking across the cluster (`--redis`): the fullest public room with a free
+/// seat on any live node; else a new room on the least-loaded node (this one creates it
+/// itself, another one is asked to with `POST /cluster/rooms`), and its first seat. One
+/// request at a time per node ([`crate::cluster::Node::matchmaking`]). `Ok(None)`: Redis
+/// is unreachable, and the caller matchmakes among this node's rooms instead.
+async fn cluster_matchmake(
+    node: &crate::cluster::Node,
+    client: IpAddr,
+    ctx: &ServerCtx,
+) -> Result<Option<Response<Body>>, ApiError> {
+    use crate::cluster::DirectoryError;
+    let failed = |e: DirectoryError| match e {
+        DirectoryError::Unavailable(_) | DirectoryError::NotRegistered => Ok(None),
+        other => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            other.to_string(),
+        )),
+    };
+    if ctx.draining.is_cancelled() {
+        return Err(JoinRefused::ShuttingDown.into());
+    }
+    let _turn = node.matchmaking.lock().await;
+    let directory = node.directory();
+    // A room placed here can fill with other nodes' players before this request
+    // reserves in it: then the search starts again (a few times: each round either
+    // finds a seat or opens a room).
+    for _ in 0..PLACEMENT_ROUNDS {
+        match directory.reserve_seat().await {
+            Ok(Some(r)) => return Ok(Some(matchmade(r, ctx))),
+            Ok(None) => {}
+            Err(e) => return failed(e),
+        }
+        // The matchmaker will open a room for this player: on its room budget.
+        take(
+            &ctx.room_create_limit,
+            client,
+            ("rooms created", "room_creates_per_ip"),
+            ctx,
+        )?;
+        let placement = match directory.place_new_room().await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no node of the cluster has room for a new room",
+                ))
+            }
+            Err(e) => return failed(e),
+        };
+        let mut owner = placement.node;
+        let room = if owner == directory.node_id() {
+            create_here(ctx, node).await?
+        } else {
+            let asked = match node.placement_token(&owner) {
+                Ok(token) => node.ask_to_create(&placement.url, &token).await,
+                Err(e) => Err(e),
+            };
+            match asked {
+                Ok(room) => room,
+                Err(why) => {
+                    // The player still gets a seat: in a room of this node.
+                    tracing::warn!(node = %owner, error = %why, "placement on another node failed; opening the room here");
+                    owner = directory.node_id().to_owned();
+                    create_here(ctx, node).await?
+                }
+            }
+        };
+        match directory.reserve_seat_in(&owner, &room).await {
+            Ok(Some(r)) => return Ok(Some(matchmade(r, ctx))),
+            Ok(None) => {}
+            Err(e) => return failed(e),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "every room opened for this request filled before its seat was reserved; retry",
+    ))
+}
+
+/// Rounds of reserve, place, reserve one cluster matchmaking request makes at most.
+const PLACEMENT_ROUNDS: usize = 3;
 
 async fn matchmake(
     req: Request<Incoming>,
@@ -404,6 +611,11 @@ async fn matchmake(
     }
     // The body is optional and not used yet, but still bounded.
     body(req, ctx).await?;
+    if let Some(node) = &ctx.cluster {
+        if let Some(answer) = cluster_matchmake(node, client, ctx).await? {
+            return Ok(answer);
+        }
+    }
     if !has_public_seat(ctx) {
         // The matchmaker will open a room for this player: on its room budget.
         take(
@@ -416,7 +628,12 @@ async fn matchmake(
     let seat = ctx.rooms.matchmake()?;
     let room = seat.room().name().to_owned();
     let ticket = ctx.tickets.issue(seat, Instant::now());
-    let url = format!("/ws?room={room}&ticket={ticket}");
+    // With --redis but Redis unreachable: a seat on this node, at its public URL.
+    let here = ctx.cluster.as_ref().map(|node| node.directory());
+    let url = format!(
+        "{}/ws?room={room}&ticket={ticket}",
+        here.map_or("", |d| d.public_url().trim_end_matches('/'))
+    );
     Ok(json(
         StatusCode::OK,
         &Matchmade {
@@ -424,18 +641,14 @@ async fn matchmake(
             ticket,
             expires_in_ms: ctx.tickets.ttl().as_millis(),
             url,
+            node: here.map(|d| d.node_id().to_owned()),
         },
     ))
 }
 
-/// With player authentication on, `POST /matchmake` needs the player's token as
-/// `Authorization: Bearer TOKEN`, verified as a `Hello`'s is: else 401. A token with a
-/// `room` claim is refused with 403: it may join only that room, while matchmaking
-/// chooses the room, so the seat it would reserve could never be used (a backend that
-/// places players in rooms itself sends them to `/ws?room=` directly).
-fn player_token(verifier: &crate::auth::Verifier, headers: &HeaderMap) -> Result<(), ApiError> {
-    let unauthorized = |message: String| ApiError::new(StatusCode::UNAUTHORIZED, message);
-    let token = headers
+/// The token of `Authorization: Bearer TOKEN`, if there is one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(AUTHORIZATION)
         .map(HeaderValue::as_bytes)
         .and_then(|value| {
@@ -445,9 +658,18 @@ fn player_token(verifier: &crate::auth::Verifier, headers: &HeaderMap) -> Result
                 .map(|_| &value[7..])
         })
         .and_then(|token| std::str::from_utf8(token).ok())
-        .ok_or_else(|| {
-            unauthorized("this needs a player token: Authorization: Bearer TOKEN".to_owned())
-        })?;
+}
+
+/// With player authentication on, `POST /matchmake` needs the player's token as
+/// `Authorization: Bearer TOKEN`, verified as a `Hello`'s is: else 401. A token with a
+/// `room` claim is refused with 403: it may join only that room, while matchmaking
+/// chooses the room, so the seat it would reserve could never be used (a backend that
+/// places players in rooms itself sends them to `/ws?room=` directly).
+fn player_token(verifier: &crate::auth::Verifier, headers: &HeaderMap) -> Result<(), ApiError> {
+    let unauthorized = |message: String| ApiError::new(StatusCode::UNAUTHORIZED, message);
+    let token = bearer(headers).ok_or_else(|| {
+        unauthorized("this needs a player token: Authorization: Bearer TOKEN".to_owned())
+    })?;
     match verifier.verify_token(token) {
         Ok((_, None)) => Ok(()),
         Ok((_, Some(room))) => Err(ApiError::new(

@@ -170,6 +170,10 @@ async fn route(
     if is_room_api(path) || path == "/matchmake" {
         return Ok(api::handle(req, client, &ctx).await);
     }
+    // Node to node (`--redis`): on the listener whose address is the public URL.
+    if path == crate::cluster::node::PLACE_PATH {
+        return Ok(api::place(req, &ctx).await);
+    }
     // The playable page and its modules (GET only; other methods get 405 below).
     if let (&Method::GET, Some(asset)) = (req.method(), page::asset(req.uri().path())) {
         return Ok(asset.response());
@@ -186,7 +190,15 @@ async fn route(
         }),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
         (&Method::GET, "/readyz") => match not_ready(&ctx) {
-            None => text(StatusCode::OK, "ready"),
+            // Still 200: a node cut off from Redis keeps serving its rooms and direct
+            // joins, so taking it out of rotation would only lose players. The body
+            // says what is missing (listing other nodes, cluster matchmaking).
+            None => match ctx.cluster.as_ref().map(|node| node.directory().health()) {
+                Some(crate::cluster::Health::Degraded(why)) => {
+                    text(StatusCode::OK, format!("degraded: {why}"))
+                }
+                _ => text(StatusCode::OK, "ready"),
+            },
             Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
         },
         (&Method::GET, "/metrics") => match ctx.metrics.render() {
@@ -325,6 +337,22 @@ fn upgrade(
     }
     // Last, so a ticket is only used up by a join that can go ahead.
     let seat = match ticket {
+        // A cluster ticket (a signed JWT, so it has dots; local tickets are hex).
+        Some(ticket) if ticket.contains('.') => {
+            let Some(node) = &ctx.cluster else {
+                return Err(refuse(
+                    StatusCode::FORBIDDEN,
+                    "unknown or already used ticket",
+                ));
+            };
+            let rid = node
+                .redeem(&ticket, &room)
+                .map_err(|why| Refusal::new(StatusCode::FORBIDDEN, why))?;
+            match ctx.rooms.seat_for_ticket(&room, rid) {
+                Ok(seat) => Some(seat),
+                Err(e) => return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+            }
+        }
         Some(ticket) => match ctx
             .tickets
             .redeem(&ticket, &room, std::time::Instant::now())
