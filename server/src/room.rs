@@ -28,6 +28,7 @@ use tracing::warn;
 
 pub use crate::game::PlayerId;
 use crate::game::{EntityId, Events, Game, MessageRefused, Recipients, MAX_EVENT_BYTES};
+use crate::record::{format::world_hash, Record, Recorder};
 pub use crate::snapshot::{PlayerSnapshot, WorldFrame};
 
 /// The newest not-yet-applied input of one player, shared between its reader and the room.
@@ -152,6 +153,9 @@ pub struct Room<G, O> {
     players: BTreeMap<PlayerId, PlayerSlot<O>>,
     quantizer: Quantizer,
     entities: Vec<EntityState>,
+    /// With `--record`: where what decides the game goes. `None` costs one branch per
+    /// hook.
+    recorder: Option<Recorder>,
 }
 
 impl<G: Game, O: PlayerOutlet> Room<G, O> {
@@ -187,7 +191,15 @@ impl<G: Game, O: PlayerOutlet> Room<G, O> {
             players: BTreeMap::new(),
             quantizer,
             entities: Vec::new(),
+            recorder: None,
         }
+    }
+
+    /// Records everything that decides the game to `recorder` from now on: call it
+    /// before the first join, so that a replay can start from the same fresh game.
+    pub fn recording(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
     }
 
     /// Names the game in every `Welcome` (the name it is registered under).
@@ -241,6 +253,14 @@ impl<G: Game, O: PlayerOutlet> Room<G, O> {
         let player_id = self.next_player_id;
         self.next_player_id += 1;
         let entity = self.game.spawn_player(player_id);
+        if let Some(recorder) = &mut self.recorder {
+            recorder.record(Record::Join {
+                tick: self.tick,
+                player: player_id,
+                entity,
+                name: arrival.name.clone(),
+            });
+        }
         let slot = self.players.entry(player_id).or_insert(PlayerSlot {
             entity,
             inbox: Arc::default(),
@@ -308,6 +328,7 @@ impl<G: Game, O: PlayerOutlet> Room<G, O> {
             Some(slot) if slot.generation == generation => {
                 if let Some(slot) = self.players.remove(&player) {
                     self.game.despawn_player(slot.entity);
+                    self.record_leave(player);
                 }
                 true
             }
@@ -340,25 +361,60 @@ impl<G: Game, O: PlayerOutlet> Room<G, O> {
         for id in &expired {
             if let Some(slot) = self.players.remove(id) {
                 self.game.despawn_player(slot.entity);
+                self.record_leave(*id);
             }
         }
         expired.len()
     }
 
-    /// Applies the newest inputs and steps the game by one period, without building
-    /// snapshots. Used alone for catch-up ticks, whose state no one needs to see.
-    pub fn advance(&mut self) -> u32 {
+    fn record_leave(&mut self, player: PlayerId) {
+        if let Some(recorder) = &mut self.recorder {
+            recorder.record(Record::Leave {
+                tick: self.tick,
+                player,
+            });
+        }
+    }
+
+    /// Applies the newest inputs and steps the game by one period; records them when
+    /// recording (the caller records the tick's hash).
+    fn run_tick(&mut self) -> u32 {
         let mut applied = 0;
-        for slot in self.players.values_mut() {
+        for (player, slot) in &mut self.players {
             if let Some(input) = slot.inbox.take() {
                 self.game.apply_input(slot.entity, &input);
                 slot.last_applied_seq = input.seq;
                 applied += 1;
+                if let Some(recorder) = &mut self.recorder {
+                    recorder.input(*player, &input);
+                }
             }
         }
         self.game.step(self.dt, &mut self.events);
         self.tick += 1;
         self.deliver_events();
+        applied
+    }
+
+    /// Applies the newest inputs and steps the game by one period, without building
+    /// snapshots. Used alone for catch-up ticks, whose state no one needs to see.
+    pub fn advance(&mut self) -> u32 {
+        let applied = self.run_tick();
+        if self.recorder.is_some() {
+            // No frame is built for a catch-up tick: quantise here for the hash, exactly
+            // as `broadcast` does.
+            self.entities.clear();
+            self.game.write_state(&mut self.entities);
+            let quantized: Vec<QEntity> = self
+                .entities
+                .iter()
+                .map(|e| self.quantizer.quantize(e))
+                .collect();
+            let hash = world_hash(quantized.iter());
+            if let Some(recorder) = &mut self.recorder {
+                recorder.tick(self.tick, hash);
+            }
+        }
         applied
     }
 
@@ -372,6 +428,13 @@ impl<G: Game, O: PlayerOutlet> Room<G, O> {
         let Some(slot) = self.players.get(&player) else {
             return Ok(());
         };
+        if let Some(recorder) = &mut self.recorder {
+            recorder.record(Record::Message {
+                tick: self.tick,
+                player,
+                payload: message.to_vec(),
+            });
+        }
         let result = self
             .game
             .on_message(player, slot.entity, message, &mut self.events);
@@ -443,8 +506,11 @@ impl<G: Game, O: PlayerOutlet> Room<G, O> {
 
     /// One full tick: [`Room::advance`] then [`Room::broadcast`].
     pub fn tick(&mut self) -> TickReport {
-        let inputs_applied = self.advance();
+        let inputs_applied = self.run_tick();
         let frame = self.broadcast();
+        if let Some(recorder) = &mut self.recorder {
+            recorder.tick(self.tick, world_hash(frame.entities.iter()));
+        }
         TickReport {
             tick: self.tick,
             inputs_applied,
@@ -456,6 +522,11 @@ impl<G: Game, O: PlayerOutlet> Room<G, O> {
     /// Ticks produced so far.
     pub fn current_tick(&self) -> u64 {
         self.tick
+    }
+
+    /// Entities in the world as last described by the game (after the last tick).
+    pub fn world_entities(&self) -> usize {
+        self.entities.len()
     }
 
     /// Players in the room.
