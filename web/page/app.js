@@ -115,6 +115,20 @@ function tokenFromFragment() {
 }
 
 /** The WebSocket endpoint: `?ws=` if given, else `ws` beside this page (wss: under https:). */
+/**
+ * The WebSocket endpoint (no query) of a matchmaking answer's `url` when it names another
+ * server (a cluster node's public URL); undefined when it is relative, i.e. this server.
+ * @param {unknown} url
+ * @returns {string | undefined}
+ */
+function endpointOf(url) {
+  if (typeof url !== "string" || !/^wss?:\/\//.test(url)) return undefined;
+  const u = new URL(url);
+  u.search = "";
+  u.hash = "";
+  return u.toString();
+}
+
 function socketUrl() {
   const given = params.get("ws");
   if (given) return given;
@@ -157,7 +171,15 @@ const predict = (body, input, ctx) => (welcome?.game === "tag" ? tagStep : arena
  * @param {string} roomId
  * @param {string} [ticket]
  */
-function join(roomId, ticket) {
+/**
+ * Joins `roomId`, with a matchmaking ticket if given. `at` is the WebSocket endpoint the
+ * matchmaker named: in a cluster (`--redis`) the seat may be on another node, whose public
+ * URL the answer carries; by default, this server's own endpoint.
+ * @param {string} roomId
+ * @param {string} [ticket]
+ * @param {string} [at]
+ */
+function join(roomId, ticket, at) {
   if (client) {
     const old = client;
     client = null;
@@ -170,7 +192,7 @@ function join(roomId, ticket) {
   setUrl(true);
   setState("connecting");
   const c = connect({
-    url: socketUrl(),
+    url: at ?? socketUrl(),
     room: roomId,
     name,
     ...(ticket ? { ticket } : {}),
@@ -517,7 +539,7 @@ el("play-now").addEventListener("click", async () => {
     const body = await r.json();
     if (!r.ok) throw new Error(body.error ?? `HTTP ${r.status}`);
     lobbyStatus("");
-    join(body.room, body.ticket);
+    join(body.room, body.ticket, endpointOf(body.url));
   } catch (error) {
     lobbyStatus(`Matchmaking failed: ${error instanceof Error ? error.message : error}`);
   }

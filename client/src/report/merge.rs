@@ -74,7 +74,8 @@ impl MergeError {
 /// (the processes are assumed to run side by side). Time series are merged by
 /// wall-clock second ([`merge_series`] says how they are aligned); reports without
 /// one add nothing to it. The conditioned link is kept when every report names the
-/// same one (or none); otherwise `link` is absent and `links_differ` is set.
+/// same one (or none); otherwise `link` is absent and `links_differ` is set. Bots per
+/// node (`--matchmake`) are summed node by node.
 ///
 /// # Errors
 /// [`MergeError`] for an empty list, a report without histograms, or a field this
@@ -93,6 +94,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
     let mut behaviours: Vec<&str> = Vec::new();
     let mut commands: Vec<&str> = Vec::new();
     let mut series = Vec::new();
+    let mut per_node = std::collections::BTreeMap::<String, u64>::new();
     for (index, report) in reports.iter().enumerate() {
         let encoded = report
             .histograms
@@ -119,6 +121,9 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
         if let Some(s) = &report.series {
             series.push((index, s));
         }
+        for (node, bots) in &report.per_node {
+            *per_node.entry(node.clone()).or_default() += bots;
+        }
     }
     let mut merged = Report::new(
         &urls.join(", "),
@@ -132,6 +137,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
     merged.processes = processes;
     merged.command = commands.join("; ");
     merged.series = merge_series(&series)?;
+    merged.per_node = per_node;
     // One link for all: keep it. Different links (or some bots on none): no one link
     // describes the figures, so say that they differ rather than name one of them.
     let first = &reports[0];
@@ -231,6 +237,27 @@ mod tests {
         assert_eq!(merged.snapshots_missed, 300);
         assert_eq!(merged.duration_s, 31.0);
         assert!(merged.summary().contains("merged      2 processes"));
+    }
+
+    #[test]
+    fn merge_sums_bots_per_node() {
+        let url = "ws://127.0.0.1:1/ws";
+        let (ta, ha) = process_report(1..=50, 20, 1000);
+        let (tb, hb) = process_report(51..=100, 20, 1000);
+        let mut reports = [
+            Report::new(url, 10, Duration::from_secs(20), &ta, &ha),
+            Report::new(url, 10, Duration::from_secs(20), &tb, &hb),
+        ];
+        reports[0].per_node = [("ws://a:1".to_owned(), 6), ("ws://b:2".to_owned(), 4)].into();
+        reports[1].per_node = [("ws://b:2".to_owned(), 5), ("ws://c:3".to_owned(), 5)].into();
+        let merged = merge(&reports).unwrap();
+        let expected: std::collections::BTreeMap<String, u64> = [
+            ("ws://a:1".to_owned(), 6),
+            ("ws://b:2".to_owned(), 9),
+            ("ws://c:3".to_owned(), 5),
+        ]
+        .into();
+        assert_eq!(merged.per_node, expected);
     }
 
     #[test]
