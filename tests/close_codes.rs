@@ -34,12 +34,27 @@ async fn broken_websocket_frames_close_with_1002_and_the_room_plays_on() {
     // Each case: what is wrong with the one frame sent after a Hello, the frame's first
     // byte (FIN, RSV1-3, opcode), its payload, and the rule the close reason names.
     let cases: [(&str, u8, &[u8], &str); 7] = [
-        ("RSV1 set on a binary frame", 0xc2, &ping, "reserved bits set"),
-        ("RSV3 set on a binary frame", 0x92, &ping, "reserved bits set"),
+        (
+            "RSV1 set on a binary frame",
+            0xc2,
+            &ping,
+            "reserved bits set",
+        ),
+        (
+            "RSV3 set on a binary frame",
+            0x92,
+            &ping,
+            "reserved bits set",
+        ),
         ("reserved data opcode 0x3", 0x83, &ping, "unknown opcode"),
         ("reserved control opcode 0xB", 0x8b, b"", "unknown opcode"),
         ("a fragmented ping", 0x09, b"x", "fragmented control frame"),
-        ("a ping of 126 bytes", 0x89, &[0u8; 126], "control frame too long"),
+        (
+            "a ping of 126 bytes",
+            0x89,
+            &[0u8; 126],
+            "control frame too long",
+        ),
         (
             "a continuation with no message",
             0x80,

@@ -1125,7 +1125,10 @@ fn variant_tables_match_the_encoder() {
             ClientMsg::Message(GameMessage { payload: vec![] }),
         ),
         ("InputWithPayload", input(&[1])),
-        ("HelloWithToken", decode_client(&unhex(HELLO_TOKEN_HEX), MAX).unwrap()),
+        (
+            "HelloWithToken",
+            decode_client(&unhex(HELLO_TOKEN_HEX), MAX).unwrap(),
+        ),
     ];
     let mut rows = Vec::new();
     for (n, (name, msg)) in client.iter().enumerate() {
