@@ -446,6 +446,13 @@ impl World {
         add_fields(out, &s.fields);
         // Last updates in the merged order: an added entity now, a kept one as it was.
         self.updated.clear();
+        if kept_updated.is_empty() {
+            // A keyframe (or a delta that kept nothing): every entity was just sent.
+            self.updated.resize(out.len(), s.tick);
+            std::mem::swap(&mut self.entities, &mut self.scratch);
+            self.tick = Some(s.tick);
+            return Ok(());
+        }
         let mut kept = kept_updated.iter();
         let mut added = s.added.iter();
         let mut next_added = added.next().map(|a| u64::from(a.id_gap));
