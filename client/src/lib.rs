@@ -25,6 +25,7 @@
 pub mod behaviour;
 pub mod connection;
 pub mod error;
+mod http;
 pub mod link;
 pub mod matchmake;
 pub mod placement;

@@ -8,12 +8,10 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
 use hyper::{Request, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use tokio::net::TcpStream;
+
+use crate::http::exchange;
 
 use crate::token::PlayerToken;
 
@@ -102,55 +100,27 @@ pub async fn request(
 }
 
 async fn post(uri: Uri, token: Option<&PlayerToken>) -> Result<Seat, MatchmakeError> {
-    let io_err = |e: &dyn std::fmt::Display| MatchmakeError::Io(e.to_string());
-    let host = uri
-        .host()
-        .ok_or_else(|| MatchmakeError::Url(uri.to_string()))?;
-    let port = uri.port_u16().unwrap_or(80);
-    let connect_host = host.trim_start_matches('[').trim_end_matches(']');
-    let stream = TcpStream::connect((connect_host, port))
-        .await
-        .map_err(|e| io_err(&e))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| io_err(&e))?;
-    let driver = tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "matchmake connection ended");
-        }
-    });
-    let authority = uri
-        .authority()
-        .map_or_else(|| host.to_owned(), |a| a.as_str().to_owned());
-    let mut request = Request::post("/matchmake").header(hyper::header::HOST, &authority);
+    let mut request = Request::post("/matchmake");
     if let Some(token) = token {
         request = request.header(
             hyper::header::AUTHORIZATION,
             format!("Bearer {}", token.as_str()),
         );
     }
-    let request = request
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| io_err(&e))?;
-    let result = async {
-        let response = sender.send_request(request).await.map_err(|e| io_err(&e))?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| io_err(&e))?
-            .to_bytes();
-        if status != StatusCode::OK {
-            let text = String::from_utf8_lossy(&body).trim().to_owned();
-            return Err(MatchmakeError::Status(status, text));
-        }
-        let answer: Answer =
-            serde_json::from_slice(&body).map_err(|e| MatchmakeError::Answer(e.to_string()))?;
-        Ok(seat(&authority, answer))
+    let answer = exchange(&uri, request, MAX_ANSWER)
+        .await
+        .map_err(MatchmakeError::Io)?;
+    if answer.status != StatusCode::OK {
+        let text = String::from_utf8_lossy(&answer.body).trim().to_owned();
+        return Err(MatchmakeError::Status(answer.status, text));
     }
-    .await;
-    driver.abort();
-    result
+    let seat_answer: Answer =
+        serde_json::from_slice(&answer.body).map_err(|e| MatchmakeError::Answer(e.to_string()))?;
+    let authority = uri.authority().map_or_else(
+        || uri.host().unwrap_or_default().to_owned(),
+        |a| a.as_str().to_owned(),
+    );
+    Ok(seat(&authority, seat_answer))
 }
 
 /// The seat of `answer`, its URL made absolute against the server at `authority`.

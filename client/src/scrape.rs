@@ -4,11 +4,9 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
 use hyper::{Request, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+
+use crate::http::exchange;
 
 /// Largest metrics page read; a tickcast page is a few KiB per room, and the server
 /// caps its labelled rooms.
@@ -59,48 +57,15 @@ pub async fn fetch(url: &str, limit: Duration) -> Result<String, ScrapeError> {
 }
 
 async fn get(uri: Uri) -> Result<String, ScrapeError> {
-    let io_err = |e: &dyn std::fmt::Display| ScrapeError::Io(e.to_string());
-    let host = uri
-        .host()
-        .ok_or_else(|| ScrapeError::Url(uri.to_string()))?;
-    let port = uri.port_u16().unwrap_or(80);
-    // `[::1]` in a URL is `::1` to connect to.
-    let connect_host = host.trim_start_matches('[').trim_end_matches(']');
-    let stream = TcpStream::connect((connect_host, port))
-        .await
-        .map_err(|e| io_err(&e))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| io_err(&e))?;
-    let driver = tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "metrics connection ended");
-        }
-    });
-    let authority = uri
-        .authority()
-        .map_or_else(|| host.to_owned(), |a| a.as_str().to_owned());
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let request = Request::get(path)
-        .header(hyper::header::HOST, authority)
-        .header(hyper::header::ACCEPT, "text/plain")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| io_err(&e))?;
-    let result = async {
-        let response = sender.send_request(request).await.map_err(|e| io_err(&e))?;
-        if response.status() != StatusCode::OK {
-            return Err(ScrapeError::Status(response.status()));
-        }
-        let body = Limited::new(response.into_body(), MAX_METRICS_PAGE)
-            .collect()
-            .await
-            .map_err(|e| io_err(&e))?
-            .to_bytes();
-        String::from_utf8(body.to_vec()).map_err(|e| io_err(&e))
+    let request = Request::get(path).header(hyper::header::ACCEPT, "text/plain");
+    let answer = exchange(&uri, request, MAX_METRICS_PAGE)
+        .await
+        .map_err(ScrapeError::Io)?;
+    if answer.status != StatusCode::OK {
+        return Err(ScrapeError::Status(answer.status));
     }
-    .await;
-    driver.abort();
-    result
+    String::from_utf8(answer.body.to_vec()).map_err(|e| ScrapeError::Io(e.to_string()))
 }
 
 #[cfg(test)]
