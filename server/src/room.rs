@@ -403,14 +403,7 @@ impl<G: Game, O: PlayerOutlet> Room<G, O> {
         if self.recorder.is_some() {
             // No frame is built for a catch-up tick: quantise here for the hash, exactly
             // as `broadcast` does.
-            self.entities.clear();
-            self.game.write_state(&mut self.entities);
-            let quantized: Vec<QEntity> = self
-                .entities
-                .iter()
-                .map(|e| self.quantizer.quantize(e))
-                .collect();
-            let hash = world_hash(quantized.iter());
+            let hash = world_hash(self.quantized_world().iter());
             if let Some(recorder) = &mut self.recorder {
                 recorder.tick(self.tick, hash);
             }
@@ -483,15 +476,19 @@ impl<G: Game, O: PlayerOutlet> Room<G, O> {
         }
     }
 
-    /// Quantises the current world once into a frame and offers it to every player.
-    pub fn broadcast(&mut self) -> Arc<WorldFrame> {
+    /// The game's current world, quantised as players are sent it.
+    fn quantized_world(&mut self) -> Vec<QEntity> {
         self.entities.clear();
         self.game.write_state(&mut self.entities);
-        let quantized: Vec<QEntity> = self
-            .entities
+        self.entities
             .iter()
             .map(|e| self.quantizer.quantize(e))
-            .collect();
+            .collect()
+    }
+
+    /// Quantises the current world once into a frame and offers it to every player.
+    pub fn broadcast(&mut self) -> Arc<WorldFrame> {
+        let quantized = self.quantized_world();
         let frame = Arc::new(WorldFrame::new(self.tick, quantized));
         for slot in self.players.values() {
             let Some(outlet) = &slot.outlet else { continue };

@@ -209,6 +209,17 @@ fn take(
     })
 }
 
+/// Takes one room creation from `client`'s budget (`--room-creates-per-ip-per-min`):
+/// every way the API opens a room on someone's behalf is counted the same.
+fn take_room_create(client: IpAddr, ctx: &ServerCtx) -> Result<(), ApiError> {
+    take(
+        &ctx.room_create_limit,
+        client,
+        ("rooms created", "room_creates_per_ip"),
+        ctx,
+    )
+}
+
 impl From<JoinRefused> for ApiError {
     fn from(e: JoinRefused) -> Self {
         let status = match e {
@@ -348,12 +359,7 @@ async fn create(
     let options = request.options(ctx.rooms.games(), defaults, &ctx.config)?;
     if !admin {
         // Without the admin token, a created room is on the caller's room budget.
-        take(
-            &ctx.room_create_limit,
-            client,
-            ("rooms created", "room_creates_per_ip"),
-            ctx,
-        )?;
+        take_room_create(client, ctx)?;
     }
     let room = ctx.rooms.create(options)?;
     Ok(json(StatusCode::CREATED, &room.info()))
@@ -545,12 +551,7 @@ async fn cluster_matchmake(
             Err(e) => return failed(e),
         }
         // The matchmaker will open a room for this player: on its room budget.
-        take(
-            &ctx.room_create_limit,
-            client,
-            ("rooms created", "room_creates_per_ip"),
-            ctx,
-        )?;
+        take_room_create(client, ctx)?;
         let placement = match directory.place_new_room().await {
             Ok(Some(p)) => p,
             Ok(None) => {
@@ -618,12 +619,7 @@ async fn matchmake(
     }
     if !has_public_seat(ctx) {
         // The matchmaker will open a room for this player: on its room budget.
-        take(
-            &ctx.room_create_limit,
-            client,
-            ("rooms created", "room_creates_per_ip"),
-            ctx,
-        )?;
+        take_room_create(client, ctx)?;
     }
     let seat = ctx.rooms.matchmake()?;
     let room = seat.room().name().to_owned();
