@@ -14,4 +14,5 @@ pub mod handshake;
 pub mod http;
 pub mod page;
 pub mod per_ip;
+pub mod shared_tcp;
 pub mod tls;

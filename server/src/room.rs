@@ -55,8 +55,17 @@ impl InputInbox {
 /// writer reads, and the game's reliable events. Implemented by the async shell
 /// ([`crate::slot`]), the stepper and tests.
 pub trait PlayerOutlet {
-    /// Replaces whatever snapshot the player has not sent yet with `snapshot`.
+    /// Replaces whatever snapshot the player has not sent yet with `snapshot`. An
+    /// outlet may write it to the player's socket right away, in the tick.
     fn offer(&self, snapshot: PlayerSnapshot);
+
+    /// [`PlayerOutlet::offer`], leaving the write to the player's own writer task even
+    /// when the outlet could write at once: past [`INLINE_WRITES_PER_TICK`] players the
+    /// room stops writing in the tick, so that a very big room's writes spread over the
+    /// runtime's threads instead of stretching its tick.
+    fn offer_queued(&self, snapshot: PlayerSnapshot) {
+        self.offer(snapshot);
+    }
 
     /// Queues a game event (an encoded `ServerMsg::Event`) behind the ones not yet
     /// sent. The queue is bounded: overflowing it disconnects the player with
@@ -66,6 +75,13 @@ pub trait PlayerOutlet {
     /// Ends the player's connection with `reason` (a game refused its message).
     fn disconnect(&self, reason: DisconnectReason);
 }
+
+/// How many players' snapshots a room may write itself, in the tick, each tick; the
+/// rest go to their writer tasks ([`PlayerOutlet::offer_queued`]). A small write to a
+/// socket costs about 7 us of kernel time on the reference machine
+/// (docs/PERFORMANCE.md, "Fan-out"), so this bounds the tick's own writing to about
+/// 7 ms, a fifth of a 30 Hz tick, while rooms up to this size pay no task wake-ups.
+pub const INLINE_WRITES_PER_TICK: usize = 1024;
 
 /// A join was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -490,13 +506,18 @@ impl<G: Game, O: PlayerOutlet> Room<G, O> {
     pub fn broadcast(&mut self) -> Arc<WorldFrame> {
         let quantized = self.quantized_world();
         let frame = Arc::new(WorldFrame::new(self.tick, quantized));
-        for slot in self.players.values() {
+        for (i, slot) in self.players.values().enumerate() {
             let Some(outlet) = &slot.outlet else { continue };
-            outlet.offer(PlayerSnapshot {
+            let snapshot = PlayerSnapshot {
                 frame: Arc::clone(&frame),
                 last_input_seq: slot.last_applied_seq,
                 entity: slot.entity,
-            });
+            };
+            if i < INLINE_WRITES_PER_TICK {
+                outlet.offer(snapshot);
+            } else {
+                outlet.offer_queued(snapshot);
+            }
         }
         frame
     }
@@ -956,4 +977,33 @@ mod session_tests {
         assert_eq!(fitted.len(), 32);
         assert_eq!(fitted, "é".repeat(16));
     }
+
+    /// Counts how each snapshot was offered.
+    #[derive(Clone, Default)]
+    struct Tally(std::rc::Rc<std::cell::Cell<(u32, u32)>>);
+    impl PlayerOutlet for Tally {
+        fn offer(&self, _: PlayerSnapshot) {
+            let (inline, queued) = self.0.get();
+            self.0.set((inline + 1, queued));
+        }
+        fn offer_queued(&self, _: PlayerSnapshot) {
+            let (inline, queued) = self.0.get();
+            self.0.set((inline, queued + 1));
+        }
+        fn event(&self, _: Bytes) {}
+        fn disconnect(&self, _: DisconnectReason) {}
+    }
+
+    #[test]
+    fn past_the_inline_limit_snapshots_are_left_to_the_writers() {
+        let players = INLINE_WRITES_PER_TICK + 5;
+        let mut r = arena_room::<Tally>(players);
+        let tally = Tally::default();
+        for _ in 0..players {
+            r.join(tally.clone(), [3; 16]).unwrap();
+        }
+        r.tick();
+        assert_eq!(tally.0.get(), (INLINE_WRITES_PER_TICK as u32, 5));
+    }
+
 }

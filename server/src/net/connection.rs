@@ -3,9 +3,12 @@
 //! The reader hands every frame to the connection's protocol [`Session`] (I/O-free:
 //! it decides message order, size and rate limits, and the hello and idle deadlines)
 //! and carries out what it asks: join the room, store an input in the room's inbox,
-//! queue a pong. The writer is the only one that writes to the socket: reliable
-//! messages (welcome, pongs) from a small bounded queue, the newest snapshot from the
-//! player's latest-wins slot, and keepalive pings. Either side ends the connection by
+//! queue a pong. The writer writes reliable messages (welcome, pongs) from a small
+//! bounded queue, the newest snapshot from the player's latest-wins slot, and keepalive
+//! pings. On a plain-TCP connection the writer lends the socket to the room while it
+//! has nothing to write, and the room writes each snapshot itself in the tick, with no
+//! wake-up of this task ([`crate::slot`], "Writing from the tick"); the writer only
+//! finishes what the socket could not take at once. Either side ends the connection by
 //! recording a `Cause` in the shared `Closer`; the writer then sends the matching
 //! close frame, so every disconnect the server decides carries a code and a reason.
 //!
@@ -24,7 +27,9 @@ use hyper_util::rt::TokioIo;
 use tickcast_shared::codec::encode_into;
 use tickcast_shared::websocket::may_be_sent;
 use tickcast_shared::{DisconnectReason, Pong, ServerMsg, Welcome};
-use tokio::io::{ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
@@ -35,7 +40,7 @@ use crate::budget::Budget;
 use crate::room::{InputInbox, PlayerId};
 use crate::rooms::{JoinRefused, RoomHandle, Seat};
 use crate::session::{End, Limits, Request, Session};
-use crate::slot::{slot, Delivery, SlotReceiver, SlotSender};
+use crate::slot::{self, slot, Delivery, Direct, SendCounters, SlotReceiver, SlotSender};
 use crate::snapshot::SnapshotEncoder;
 use crate::ServerCtx;
 
@@ -143,7 +148,43 @@ pub async fn serve(
     async move {
         ctx.metrics.connections_total.inc();
         // Per-frame cap; the reassembly applies the same limit to whole messages.
-        let (rx, tx) = frames::split(ws, ctx.config.max_message_bytes.saturating_add(1));
+        let max_frame = ctx.config.max_message_bytes.saturating_add(1);
+        // A plain-TCP socket is shared with the room, which writes snapshots to it
+        // itself; a TLS stream stays with the writer.
+        match ws
+            .into_inner()
+            .into_inner()
+            .downcast::<TokioIo<TcpStream>>()
+        {
+            Ok(parts) => {
+                let (rx, tx, socket) =
+                    frames::split_shared(parts.io.into_inner(), parts.read_buf, max_frame);
+                run(rx, tx, Some(socket), ctx, room, seat).await;
+            }
+            Err(upgraded) => {
+                let (rx, tx) = frames::split_stream(TokioIo::new(upgraded), max_frame);
+                run(rx, tx, None, ctx, room, seat).await;
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Runs the reader and the writer of one connection until both end. `socket` is the
+/// TCP socket under `rx` and `tx` when the room may write to it too.
+async fn run<R, W>(
+    rx: FrameReader<R>,
+    tx: WebSocketWrite<W>,
+    socket: Option<Arc<OwnedWriteHalf>>,
+    ctx: Arc<ServerCtx>,
+    room: String,
+    seat: Option<Seat>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
+    {
         let closer = Arc::new(Closer {
             cause: OnceLock::new(),
             token: ctx.shutdown.child_token(),
@@ -163,7 +204,7 @@ pub async fn serve(
             )
             .instrument(Span::current()),
         );
-        write_loop(tx, &ctx, &closer, out_rx, slot_rx).await;
+        write_loop(tx, &ctx, &closer, out_rx, slot_rx, socket).await;
         // The reader sees the peer's close reply (or the socket end) and stops; a peer
         // that never answers is cut off after the linger time.
         let abort = reader.abort_handle();
@@ -173,8 +214,6 @@ pub async fn serve(
         let cause = closer.cause();
         debug!(?cause, "connection closed");
     }
-    .instrument(span)
-    .await;
 }
 
 /// Where the reader is, beyond what the protocol [`Session`] tracks: the seat before
@@ -192,8 +231,8 @@ enum Membered {
 /// Reads frames and hands them to the protocol [`Session`], carrying out what it
 /// asks. The session's one deadline bounds each read; a read that times out is not
 /// resumed (the connection closes), so `read_frame`'s lack of cancel safety is harmless.
-async fn read_loop(
-    mut rx: FrameReader<ReadHalf<Io>>,
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut rx: FrameReader<R>,
     ctx: Arc<ServerCtx>,
     room: String,
     closer: Arc<Closer>,
@@ -401,6 +440,30 @@ fn echoable(code: u16) -> u16 {
     }
 }
 
+/// Takes the socket back from the room (if lent) and writes the end of any frame the
+/// room started, so the writer's next frame does not land inside it.
+async fn reclaim(slot_rx: &mut SlotReceiver, limit: Duration) -> Result<(), Cause> {
+    match slot_rx.take_rest() {
+        Some(rest) => finish_rest(slot_rx, &rest, limit).await,
+        None => Ok(()),
+    }
+}
+
+/// Writes `rest`, the end of a frame the room started, within `limit`.
+async fn finish_rest(
+    slot_rx: &mut SlotReceiver,
+    rest: &[u8],
+    limit: Duration,
+) -> Result<(), Cause> {
+    let Some(direct) = slot_rx.direct() else {
+        return Err(Cause::Server(DisconnectReason::InternalError));
+    };
+    match timeout(limit, slot::finish(direct, rest)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(Cause::Gone),
+    }
+}
+
 /// What the writer does next.
 enum Step {
     Reliable(Outbound),
@@ -409,26 +472,28 @@ enum Step {
     Stop,
 }
 
-async fn write_loop(
-    mut tx: WebSocketWrite<WriteHalf<Io>>,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut tx: WebSocketWrite<W>,
     ctx: &ServerCtx,
     closer: &Closer,
     mut out: mpsc::Receiver<Outbound>,
-    slot_rx: SlotReceiver,
+    mut slot_rx: SlotReceiver,
+    socket: Option<Arc<OwnedWriteHalf>>,
 ) {
     let metrics = &ctx.metrics;
     // A write that cannot make progress for this long means the peer stopped reading.
     let write_timeout = ctx.config.idle_timeout;
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    // Reliable messages and pings; snapshots are encoded in the `Direct`'s own buffer.
+    let mut buf: Vec<u8> = Vec::new();
     let mut ping = tokio::time::interval_at(
         Instant::now() + ctx.config.ping_interval,
         ctx.config.ping_interval,
     );
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut welcomed = false;
-    // Replaced when the Welcome is written, with the player's room's view radius.
-    let mut snapshots = SnapshotEncoder::new(0);
     loop {
+        // Idle from here: the room may write snapshots itself until something wakes us.
+        slot_rx.lend();
         // Only the waits are raced; a write, once started, finishes (or times out).
         let step = tokio::select! {
             biased;
@@ -439,7 +504,15 @@ async fn write_loop(
             delivery = slot_rx.next(), if welcomed => Step::Room(delivery),
             _ = ping.tick() => Step::Ping,
         };
+        if !matches!(step, Step::Room(_)) {
+            // Take the socket back from the room, finishing any frame it started.
+            if let Err(cause) = reclaim(&mut slot_rx, write_timeout).await {
+                break closer.close(cause);
+            }
+        }
         buf.clear();
+        // Snapshots are counted when encoded (`SendCounters`), wherever they are written.
+        let mut counted = false;
         let frame = match step {
             Step::Stop => break,
             Step::Reliable(Outbound::WsPong(payload)) => {
@@ -451,7 +524,11 @@ async fn write_loop(
                 match encode_into(&ServerMsg::Welcome(*w), &mut buf) {
                     Ok(_) => {
                         welcomed = true;
-                        snapshots = SnapshotEncoder::new(radius).with_budget(budget);
+                        slot_rx.install(Direct::new(
+                            socket.clone(),
+                            SnapshotEncoder::new(radius).with_budget(budget),
+                            SendCounters::new(metrics),
+                        ));
                         Frame::binary(Payload::Borrowed(&buf))
                     }
                     Err(_) => break closer.close(Cause::Server(DisconnectReason::InternalError)),
@@ -464,19 +541,27 @@ async fn write_loop(
             Step::Room(Delivery::Disconnect(reason)) => {
                 break closer.close(Cause::Server(reason));
             }
+            Step::Room(Delivery::Rest(rest)) => {
+                // Counted when the room encoded it.
+                match finish_rest(&mut slot_rx, &rest, write_timeout).await {
+                    Ok(()) => continue,
+                    Err(cause) => break closer.close(cause),
+                }
+            }
             Step::Room(Delivery::Event(message)) => {
                 buf.extend_from_slice(&message);
                 Frame::binary(Payload::Borrowed(&buf))
             }
             Step::Room(Delivery::Snapshot(s)) => {
                 metrics.snapshots_skipped.inc_by(slot_rx.take_skipped());
-                metrics.snapshots_sent.inc();
-                match snapshots.encode(&s, &mut buf) {
-                    Ok(encoded) => {
-                        if encoded.keyframe {
-                            metrics.keyframes_sent.inc();
-                        }
-                        Frame::binary(Payload::Borrowed(&buf))
+                // Snapshots are offered only once the Welcome installed the Direct.
+                let Some(direct) = slot_rx.direct() else {
+                    break closer.close(Cause::Server(DisconnectReason::InternalError));
+                };
+                match direct.encode(&s) {
+                    Ok(()) => {
+                        counted = true;
+                        Frame::binary(Payload::Borrowed(&direct.buf))
                     }
                     Err(_) => break closer.close(Cause::Server(DisconnectReason::InternalError)),
                 }
@@ -486,11 +571,18 @@ async fn write_loop(
         let len = frame.payload.len() as u64;
         match timeout(write_timeout, tx.write_frame(frame)).await {
             Ok(Ok(())) => {
-                metrics.frames_sent.inc();
-                metrics.bytes_sent.inc_by(len);
+                if !counted {
+                    metrics.frames_sent.inc();
+                    metrics.bytes_sent.inc_by(len);
+                }
             }
             Ok(Err(_)) | Err(_) => break closer.close(Cause::Gone),
         }
+    }
+    // However the loop ended, the room writes nothing more: the close frame follows
+    // whatever frame it had started.
+    if let Err(cause) = reclaim(&mut slot_rx, CLOSE_LINGER).await {
+        closer.close(cause);
     }
     // Snapshots replaced while the player was not reading are counted even when it
     // never reads again.

@@ -11,17 +11,22 @@
 //! read errors into the close they call for ([`Failure`]).
 
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket, WebSocketWrite};
 use tickcast_shared::websocket::DataFrame;
 use tickcast_shared::DisconnectReason;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadHalf, WriteHalf};
-use tokio::time::{timeout_at, Instant};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::audited::{violation_in, Audited};
 use super::frame_buffer::{BufferError, FrameBuffer};
+use super::shared_tcp::{self, SharedRead, SharedWrite};
 use crate::session::FrameIn;
 
 /// How a read ended without a frame.
@@ -48,6 +53,10 @@ pub struct FrameReader<R> {
     io: Audited<R>,
     buf: FrameBuffer,
     frames: Arc<AtomicU64>,
+    /// One timer for the reader's life, armed for the earliest deadline asked and moved
+    /// only when it fires: a fresh timer per read cost a timer-wheel insert and removal
+    /// for every frame (issue 11).
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<R> std::fmt::Debug for FrameReader<R> {
@@ -87,7 +96,42 @@ pub fn split<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (read, write) = tokio::io::split(ws.into_inner());
+    split_stream(ws.into_inner(), max_frame_bytes)
+}
+
+/// [`split`] for an upgraded stream not (or no longer) wrapped in a `WebSocket`.
+pub fn split_stream<S>(
+    stream: S,
+    max_frame_bytes: usize,
+) -> (FrameReader<ReadHalf<S>>, WebSocketWrite<WriteHalf<S>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (read, write) = tokio::io::split(stream);
+    halves(read, write, max_frame_bytes)
+}
+
+/// [`split`] for a plain-TCP socket shared with the room ([`super::shared_tcp`]);
+/// `pre` holds the bytes the HTTP server read past the upgrade request.
+/// Also returns the write half, for the room.
+pub fn split_shared(
+    socket: TcpStream,
+    pre: Bytes,
+    max_frame_bytes: usize,
+) -> (
+    FrameReader<SharedRead>,
+    WebSocketWrite<SharedWrite>,
+    Arc<OwnedWriteHalf>,
+) {
+    let (read, write) = shared_tcp::split(socket, pre);
+    let (rx, tx) = halves(read, SharedWrite(Arc::clone(&write)), max_frame_bytes);
+    (rx, tx, write)
+}
+
+fn halves<R, W>(read: R, write: W, max_frame_bytes: usize) -> (FrameReader<R>, WebSocketWrite<W>)
+where
+    W: AsyncWrite + Unpin,
+{
     let (unused, tx) =
         fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Server);
     drop(unused);
@@ -96,6 +140,7 @@ where
         io: Audited::new(read, Arc::clone(&frames)),
         buf: FrameBuffer::new(max_frame_bytes),
         frames,
+        timer: None,
     };
     (rx, tx)
 }
@@ -121,6 +166,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         deadline: Instant,
         pong: &mut impl FnMut(&[u8]) -> Result<(), DisconnectReason>,
     ) -> Next<'_> {
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(sleep_until(deadline)));
+        // Moved earlier at once; a later deadline waits until the timer fires.
+        if deadline < timer.deadline() {
+            timer.as_mut().reset(deadline);
+        }
         let at = loop {
             match self.buf.next_frame() {
                 Ok(Some(at)) => break at,
@@ -131,11 +183,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Ok(spare) => spare,
                 Err(e) => return Next::Failed(failure_of_buffer(e)),
             };
-            match timeout_at(deadline, self.io.read_buf(spare)).await {
-                Err(_elapsed) => return Next::TimedOut,
-                Ok(Ok(0)) => return Next::Failed(Failure::Gone),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Next::Failed(failure_of_io(&e)),
+            tokio::select! {
+                biased;
+                read = self.io.read_buf(spare) => match read {
+                    Ok(0) => return Next::Failed(Failure::Gone),
+                    Ok(_) => {}
+                    Err(e) => return Next::Failed(failure_of_io(&e)),
+                },
+                () = timer.as_mut() => {
+                    if Instant::now() >= deadline {
+                        return Next::TimedOut;
+                    }
+                    timer.as_mut().reset(deadline);
+                }
             }
         };
         let payload = self.buf.payload(at.payload);
