@@ -87,11 +87,17 @@ impl WorldFrame {
                     &mut delta,
                 );
                 encode_snapshot_body(&delta, &mut buf)?;
-                let keyframe = cached_or_encode(&mut bodies, self)?;
-                if buf.len() < keyframe.len() {
+                // A keyframe spends at least 6 bytes per entity: a delta at or under
+                // that wins without encoding the keyframe to compare (issue 11).
+                if buf.len() <= 6 * self.entities.len() {
                     (key, Bytes::from(buf))
                 } else {
-                    (0, keyframe)
+                    let keyframe = cached_or_encode(&mut bodies, self)?;
+                    if buf.len() < keyframe.len() {
+                        (key, Bytes::from(buf))
+                    } else {
+                        (0, keyframe)
+                    }
                 }
             }
             None => (0, cached_or_encode(&mut bodies, self)?),
@@ -432,7 +438,21 @@ mod tests {
             b.1.as_ptr(),
             "one encode for every caught-up player"
         );
+        // The delta was obviously smaller: no keyframe was encoded to compare.
+        assert!(f2.bodies.lock().unwrap().iter().all(|(k, _, _)| *k != 0));
         assert_eq!(f2.whole_body(None).unwrap().0, 0);
+    }
+
+    #[test]
+    fn a_delta_bigger_than_the_keyframe_gives_way_to_it() {
+        // Every entity replaced: the delta removes 50 and adds 50, the keyframe only
+        // holds the 50 new ones.
+        let old: Vec<_> = (0..50).map(|i| (i, [i as i32, 0], [0, 0])).collect();
+        let new: Vec<_> = (100..150).map(|i| (i, [i as i32, 9], [1, 1])).collect();
+        let (f1, f2) = (frame(1, &old), frame(2, &new));
+        let (used, body) = f2.whole_body(Some(&f1)).unwrap();
+        assert_eq!(used, 0, "the keyframe is sent instead");
+        assert_eq!(body, f2.whole_body(None).unwrap().1);
     }
 
     #[test]
