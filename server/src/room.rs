@@ -1005,5 +1005,4 @@ mod session_tests {
         r.tick();
         assert_eq!(tally.0.get(), (INLINE_WRITES_PER_TICK as u32, 5));
     }
-
 }
