@@ -181,6 +181,55 @@ pub fn write_snapshot(
     Ok(out.len() - before)
 }
 
+/// What a snapshot says before its entity lists: the fields [`write_snapshot`] writes
+/// per player. Enough to account for a snapshot (its tick, whether it is a keyframe,
+/// which input it acknowledges) without decoding or applying its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    /// [`crate::Snapshot::tick`].
+    pub tick: u64,
+    /// [`crate::Snapshot::base_tick`]: 0 for a keyframe.
+    pub base_tick: u64,
+    /// [`crate::Snapshot::last_input_seq`].
+    pub last_input_seq: u32,
+    /// Length of the header on the wire; the body (removed, changed, added and field
+    /// changes) follows it.
+    pub len: usize,
+}
+
+/// Reads the header of a whole server message without decoding the rest: `Ok(None)`
+/// when the message is not a snapshot (a `Welcome`, `Pong` or game event, which the
+/// caller decodes in full with [`decode_server`]). A load tool that does not rebuild
+/// the world reads every snapshot this way: a few varints instead of allocating and
+/// filling the entity lists. The body is not looked at, so a malformed body passes
+/// here; only a full decode (and applying the delta) checks it.
+///
+/// # Errors
+/// [`DecodeError::Malformed`] when the message ends inside the variant or the header
+/// (an empty or truncated message) or a varint is invalid; [`DecodeError::TooLarge`]
+/// beyond [`DECODE_ALLOC_LIMIT`], as [`decode_server`] would.
+pub fn peek_snapshot_header(bytes: &[u8]) -> Result<Option<SnapshotHeader>, DecodeError> {
+    if bytes.len() > DECODE_ALLOC_LIMIT {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max: DECODE_ALLOC_LIMIT,
+        });
+    }
+    let (variant, used): (u32, usize) = bincode::serde::decode_from_slice(bytes, CONFIG)?;
+    if variant != SNAPSHOT_VARIANT && variant != FIELD_SNAPSHOT_VARIANT {
+        return Ok(None);
+    }
+    let rest = bytes.get(used..).unwrap_or_default();
+    let ((tick, base_tick, last_input_seq), header): ((u64, u64, u32), usize) =
+        bincode::serde::decode_from_slice(rest, CONFIG)?;
+    Ok(Some(SnapshotHeader {
+        tick,
+        base_tick,
+        last_input_seq,
+        len: used + header,
+    }))
+}
+
 /// Convenience for tests and tools: a message encoded into a fresh `Vec`.
 ///
 /// # Errors
@@ -250,6 +299,108 @@ mod tests {
         let mut split = Vec::new();
         write_snapshot(1_234_567, 1_234_566, 99_999, &shared, &mut split).unwrap();
         assert_eq!(split, whole);
+    }
+
+    /// A snapshot message as the server builds it, with a few entities of each list.
+    fn snapshot_message(tick: u64, base_tick: u64, seq: u32, fields: bool) -> Vec<u8> {
+        let body = DeltaBody {
+            removed: vec![4, 1],
+            changed: vec![Changed {
+                skip: 1,
+                dpos: [-3, 250],
+                dvel: [70_000, 0],
+            }],
+            added: vec![Added {
+                id_gap: 300,
+                kind: EntityKind::Npc,
+                pos: [-1, 1 << 20],
+                vel: [2, -2],
+            }],
+            fields: if fields {
+                vec![FieldChange {
+                    skip: 3,
+                    field: 1,
+                    delta: -9,
+                }]
+            } else {
+                Vec::new()
+            },
+        };
+        let mut shared = Vec::new();
+        encode_snapshot_body(&body, &mut shared).unwrap();
+        let mut out = Vec::new();
+        write_snapshot(tick, base_tick, seq, &shared, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn snapshot_header_agrees_with_the_full_decoder() {
+        // Keyframes and deltas, both variants, varints of every width.
+        let cases = [
+            (1, 0, 0, false),
+            (250, 0, 7, true),
+            (251, 250, 65_535, false),
+            (70_000, 69_999, 65_536, true),
+            (u64::MAX, u64::MAX - 1, u32::MAX, false),
+        ];
+        for (tick, base_tick, seq, fields) in cases {
+            let bytes = snapshot_message(tick, base_tick, seq, fields);
+            let header = peek_snapshot_header(&bytes).unwrap().unwrap();
+            let ServerMsg::Snapshot(full) = decode_server(&bytes).unwrap() else {
+                panic!("not a snapshot")
+            };
+            assert_eq!(
+                (header.tick, header.base_tick, header.last_input_seq),
+                (full.tick, full.base_tick, full.last_input_seq)
+            );
+            // The header is exactly what write_snapshot writes per player.
+            let mut alone = Vec::new();
+            encode_into(
+                &((if fields { 4u32 } else { 1 }), tick, base_tick, seq),
+                &mut alone,
+            )
+            .unwrap();
+            assert_eq!(header.len, alone.len());
+            assert_eq!(&bytes[..header.len], &alone[..]);
+        }
+    }
+
+    #[test]
+    fn snapshot_header_refuses_truncated_input() {
+        let bytes = snapshot_message(70_000, 69_999, 65_536, true);
+        let header = peek_snapshot_header(&bytes).unwrap().unwrap();
+        for cut in 0..header.len {
+            assert!(
+                matches!(
+                    peek_snapshot_header(&bytes[..cut]),
+                    Err(DecodeError::Malformed(_))
+                ),
+                "cut at {cut}"
+            );
+        }
+        // A header alone (an empty-body snapshot cut short) is still a header: the
+        // body is what the full decoder checks.
+        assert_eq!(
+            peek_snapshot_header(&bytes[..header.len]).unwrap(),
+            Some(header)
+        );
+        assert!(decode_server(&bytes[..header.len]).is_err());
+    }
+
+    #[test]
+    fn other_messages_have_no_snapshot_header() {
+        for msg in [
+            ServerMsg::Pong(Pong {
+                nonce: 1,
+                server_tick: 2,
+            }),
+            ServerMsg::Event(GameEvent { payload: vec![1] }),
+        ] {
+            let bytes = encode_to_vec(&msg).unwrap();
+            assert_eq!(peek_snapshot_header(&bytes).unwrap(), None);
+        }
+        // An invalid varint marker (255) is refused, as decode_server refuses it.
+        assert!(peek_snapshot_header(&[255, 0]).is_err());
     }
 
     #[test]
