@@ -1,18 +1,21 @@
 //! One player connection over a real socket: the async shell around [`Session`].
 //!
 //! Data flow: [`Connection::connect`] opens TCP, performs the HTTP Upgrade with the
-//! `tickcast.v2` subprotocol, sends `Hello` and waits for `Welcome`. From then on a
-//! reader task owns the read half of the socket: it collects frames into messages,
-//! decodes them and queues them, stamped with their arrival time, in a bounded channel
-//! that [`Connection::next_event`] drains into the [`Session`]. Writes (inputs, pings,
-//! and the pong and close replies the reader owes the server) share the write half
-//! behind a mutex.
+//! `tickcast.v2` subprotocol, sends `Hello` and waits for `Welcome`. From then on
+//! [`Connection::next_event`] reads the socket in the caller's task: it collects frames
+//! into a message, decodes it (or, with [`SnapshotDecoding::HeaderOnly`], only a
+//! snapshot's header), stamps it with its arrival time and hands it to the [`Session`].
+//! Writes (inputs, pings, and the pong and close replies owed to the server) share
+//! the write half behind a mutex.
 //!
-//! The reader runs in its own task because fastwebsockets' `read_frame` is not cancel
-//! safe: dropped halfway, it would lose part of a frame. Waiting on the channel instead
-//! is cancel safe, so a caller may put `next_event` in `tokio::select!`. The channel
-//! is bounded: a caller that stops reading stops the reader, TCP pushes back, and the
-//! server skips snapshots for us as designed, rather than this process buffering them.
+//! fastwebsockets' `read_frame` is not cancel safe: dropped halfway, it would lose
+//! part of a frame. So the read in flight is kept in the connection between calls and
+//! resumed by the next one, which makes `next_event` cancel safe (a caller may put it
+//! in `tokio::select!`) with no reader task and no channel: one task wake-up per
+//! message instead of two, which is what a bot process with thousands of connections
+//! pays per connection per tick. Nothing is read ahead of the caller: a caller that
+//! stops reading stops the reads, TCP pushes back, and the server skips snapshots for
+//! us as designed, rather than this process buffering them.
 //!
 //! This file is the API a game or a bot uses ([`Connection`], [`ConnectOptions`],
 //! [`Event`]); the machinery behind it is split by job, in the order a connection
@@ -21,8 +24,8 @@
 //!   of a resume;
 //! - `open`: TCP (and TLS), the HTTP upgrade and its subprotocol check, `Hello` and
 //!   `Welcome`: everything until the server has taken the player;
-//! - `reader`: the reader task, frames in and decoded messages out, and how a broken
-//!   stream from the server is closed;
+//! - `reader`: the read half, frames in and decoded messages out (kept in flight
+//!   between calls), and how a broken stream from the server is closed;
 //! - `writer`: the shared write half: encoded messages, and the frames the reader owes.
 
 mod open;
@@ -42,8 +45,7 @@ use tickcast_shared::{
     codec, ClientMsg, DisconnectReason, GameMessage, InputPayload, ServerMsg, SessionToken,
     Snapshot, Welcome,
 };
-use tokio::sync::{mpsc, Mutex};
-use tokio_util::task::AbortOnDropHandle;
+use tokio::sync::Mutex;
 use tracing::Instrument;
 
 use crate::error::ClientError;
@@ -51,7 +53,7 @@ use crate::link::Conditioning;
 use crate::session::Session;
 use crate::tls::TlsTrust;
 use crate::token::PlayerToken;
-use reader::Inbound;
+use reader::{Inbound, Reading};
 use writer::{close_with, write_msg};
 
 pub(crate) use open::{open, Opened};
@@ -125,11 +127,30 @@ impl ConnectOptions {
     }
 }
 
+/// How a connection reads the snapshots it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotDecoding {
+    /// Decode every snapshot and apply it to the [`Session`]'s world, refusing (and
+    /// closing with 1007) a delta that does not apply: what a game needs, and the
+    /// accuracy check of a load run.
+    #[default]
+    Rebuild,
+    /// Read only each snapshot's header (tick, base tick, last applied input) with
+    /// [`codec::peek_snapshot_header`]: the session measures bytes, gaps, missed ticks
+    /// and input acknowledgements exactly as with `Rebuild`, but holds no world
+    /// ([`Session::entity`] is `None`), and [`Event::Snapshot`] carries the header
+    /// fields with empty lists. For bots that do not look at the world: the entity
+    /// lists are never allocated, decoded or applied.
+    HeaderOnly,
+}
+
 /// What the server sent, as [`Connection::next_event`] returns it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// The world after one tick. What it measured (gap, missed ticks, input
-    /// latency) is in [`Session::last_snapshot_metrics`].
+    /// latency) is in [`Session::last_snapshot_metrics`]. With
+    /// [`SnapshotDecoding::HeaderOnly`], only `tick`, `base_tick` and
+    /// `last_input_seq` are filled in; the lists are empty.
     Snapshot(Snapshot),
     /// The answer to one of our pings.
     Pong {
@@ -159,12 +180,11 @@ impl Event {
     }
 }
 
-/// One WebSocket of a connection: what a resume replaces whole.
+/// One WebSocket of a connection: what a resume replaces whole. Dropping it drops the
+/// socket (no task holds it).
 struct Link {
     writer: SharedWriter,
-    inbound: mpsc::Receiver<Inbound>,
-    /// Aborted on drop, so a dropped connection never leaves a task holding its socket.
-    _reader: AbortOnDropHandle<()>,
+    reading: Reading,
 }
 
 /// A joined player: the session state plus the socket it talks over.
@@ -173,8 +193,8 @@ struct Link {
 /// ([`ClientError::ConnectionLost`]) and that is the end of it. To have the player
 /// taken back on a new socket automatically, use [`crate::ReconnectingConnection`].
 ///
-/// Dropping a `Connection` stops its reader task and drops the socket without a close
-/// frame; [`Connection::close`] ends it politely.
+/// Dropping a `Connection` drops the socket without a close frame;
+/// [`Connection::close`] ends it politely.
 pub struct Connection {
     session: Session,
     link: Link,
@@ -208,10 +228,21 @@ impl Connection {
     /// [`ClientError::AuthWrongRoom`] (4013);
     /// [`ClientError::ConnectTimeout`]; I/O and WebSocket errors otherwise.
     pub async fn connect(opts: ConnectOptions) -> Result<Connection, ClientError> {
+        Self::connect_with(opts, SnapshotDecoding::Rebuild).await
+    }
+
+    /// [`Connection::connect`], reading snapshots as `decoding` says.
+    ///
+    /// # Errors
+    /// As [`Connection::connect`].
+    pub async fn connect_with(
+        opts: ConnectOptions,
+        decoding: SnapshotDecoding,
+    ) -> Result<Connection, ClientError> {
         let target = Target::parse(&opts.url)?;
         let span = tracing::debug_span!("connection", name = %opts.name, room = %target.room);
         let epoch = Instant::now();
-        let opened = open(&opts, &target, None, opts.connect_timeout)
+        let opened = open(&opts, &target, None, opts.connect_timeout, decoding)
             .instrument(span)
             .await?;
         let mut session = Session::new(opened.welcome, epoch);
@@ -321,7 +352,7 @@ impl Connection {
         loop {
             // The only await: everything after it is synchronous, which is what makes
             // this method cancel safe.
-            let Some(inbound) = self.link.inbound.recv().await else {
+            let Some(inbound) = self.link.reading.recv().await else {
                 return Err(match &self.closed {
                     Some((code, reason)) => ClientError::from_close(*code, reason.clone()),
                     None => ClientError::ConnectionLost,
@@ -361,6 +392,19 @@ impl Connection {
                         }
                     }
                 }
+                Inbound::Header { header, bytes, at } => {
+                    self.session.handle_bytes(bytes);
+                    self.session.handle_snapshot_header(at, &header);
+                    return Ok(Event::Snapshot(Snapshot {
+                        tick: header.tick,
+                        base_tick: header.base_tick,
+                        last_input_seq: header.last_input_seq,
+                        removed: Vec::new(),
+                        changed: Vec::new(),
+                        added: Vec::new(),
+                        fields: Vec::new(),
+                    }));
+                }
                 Inbound::Closed { code, reason } => {
                     self.closed = Some((code, reason.clone()));
                     return Ok(Event::Closed { code, reason });
@@ -395,9 +439,9 @@ impl Connection {
         }
         let answer = async {
             loop {
-                match self.link.inbound.recv().await {
+                match self.link.reading.recv().await {
                     Some(Inbound::Closed { code, .. }) => return Some(code),
-                    Some(Inbound::Message { .. }) => continue,
+                    Some(Inbound::Message { .. } | Inbound::Header { .. }) => continue,
                     Some(Inbound::Failed(_)) | None => return None,
                 }
             }

@@ -4,8 +4,9 @@
 //! - [`session`]: the player's state with no I/O (sequence numbers, acknowledgements,
 //!   round-trip and snapshot timing), driven with time passed in.
 //! - [`connection`]: one player over a real socket: the WebSocket handshake with the
-//!   `tickcast.v2` subprotocol, `Hello`/`Welcome`, a reader task that decodes server
-//!   messages, and the [`Event`]s a game or a bot consumes.
+//!   `tickcast.v2` subprotocol, `Hello`/`Welcome`, server messages read and decoded in
+//!   the caller's task (in full, or only snapshot headers: [`SnapshotDecoding`]), and
+//!   the [`Event`]s a game or a bot consumes.
 //! - [`reconnect`]: [`ReconnectingConnection`], a connection that takes the player back
 //!   on a new socket when its connection is lost (exponential backoff with full jitter,
 //!   within a time budget), reporting [`SessionEvent`]s.
@@ -39,7 +40,7 @@ pub mod tls;
 pub mod token;
 
 pub use behaviour::{Behaviour, BehaviourKind};
-pub use connection::{ConnectOptions, Connection, Event};
+pub use connection::{ConnectOptions, Connection, Event, SnapshotDecoding};
 pub use error::ClientError;
 pub use link::{Conditioning, LinkSpec, LossStall, Profile};
 pub use progress::Progress;

@@ -58,7 +58,9 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
-use crate::connection::{open, ConnectOptions, Connection, Event, Opened, Target};
+use crate::connection::{
+    open, ConnectOptions, Connection, Event, Opened, SnapshotDecoding, Target,
+};
 use crate::error::ClientError;
 use crate::session::Session;
 
@@ -228,6 +230,8 @@ pub struct ReconnectingConnection {
     target: Target,
     policy: Option<ReconnectPolicy>,
     state: State,
+    /// How every socket of this session reads snapshots.
+    decoding: SnapshotDecoding,
 }
 
 /// Where a [`ReconnectingConnection`] stands.
@@ -273,14 +277,28 @@ impl ReconnectingConnection {
         opts: ConnectOptions,
         policy: Option<ReconnectPolicy>,
     ) -> Result<Self, ClientError> {
+        Self::connect_with(opts, policy, SnapshotDecoding::Rebuild).await
+    }
+
+    /// [`ReconnectingConnection::connect`], reading snapshots as `decoding` says, on
+    /// the first socket and on every resumed one.
+    ///
+    /// # Errors
+    /// As [`Connection::connect`].
+    pub async fn connect_with(
+        opts: ConnectOptions,
+        policy: Option<ReconnectPolicy>,
+        decoding: SnapshotDecoding,
+    ) -> Result<Self, ClientError> {
         let target = Target::parse(&opts.url)?;
-        let conn = Connection::connect(opts.clone()).await?;
+        let conn = Connection::connect_with(opts.clone(), decoding).await?;
         Ok(Self {
             conn,
             opts,
             target,
             policy,
             state: State::Up,
+            decoding,
         })
     }
 
@@ -427,6 +445,7 @@ impl ReconnectingConnection {
             policy,
             seed: rand::random(),
             cause,
+            decoding: self.decoding,
         };
         let span =
             tracing::debug_span!("reconnect", name = %self.opts.name, room = %self.target.room);
@@ -445,6 +464,7 @@ struct Job {
     seed: u64,
     /// The loss that started it.
     cause: ClientError,
+    decoding: SnapshotDecoding,
 }
 
 /// Tries to resume until the server answers or the budget is spent.
@@ -462,7 +482,7 @@ async fn reconnect(job: Job) -> Result<Resumed, ClientError> {
         }
         attempts += 1;
         let limit = job.opts.connect_timeout.min(remaining);
-        match open(&job.opts, &job.target, Some(job.token), limit).await {
+        match open(&job.opts, &job.target, Some(job.token), limit, job.decoding).await {
             Ok(opened) => {
                 let welcome = &opened.welcome;
                 if (welcome.player_id, welcome.entity_id) != job.player {

@@ -100,7 +100,8 @@ pub struct Report {
     /// Payload bytes per connected bot per second of its connected time.
     pub bytes_per_bot_per_s: f64,
     /// What naive full snapshots (every entity the bot holds, `f32` fields) of the same
-    /// scene would have cost per bot per second: the baseline for `bytes_per_bot_per_s`.
+    /// scene would have cost per bot per second: the baseline for `bytes_per_bot_per_s`,
+    /// measured by the verifying bots (per second of their connected time).
     #[serde(default)]
     pub naive_bytes_per_bot_per_s: f64,
     /// Inputs sent by all bots.
@@ -127,9 +128,29 @@ pub struct Report {
     /// Pings sent by all bots.
     #[serde(default)]
     pub pings_sent: u64,
-    /// What naive full snapshots of the same scenes would have weighed, in all.
+    /// What naive full snapshots of the same scenes would have weighed, in all: the
+    /// verifying bots' measure, scaled to every connected bot's time when only a
+    /// sample verified (`verified_naive_bytes` is the measure itself).
     #[serde(default)]
     pub naive_bytes: u64,
+    /// The share of bots asked to rebuild the world from every snapshot
+    /// (`--verify-fraction`); the others read only snapshot headers. 1 in reports of
+    /// older versions, where every bot did; after a merge of runs with different
+    /// fractions, `bots_verified / bots_connected`.
+    #[serde(default = "one_f64")]
+    pub verify_fraction: f64,
+    /// Connected bots that rebuilt the world from every snapshot, and so checked that
+    /// every delta applied (one that does not is an error, `delta: ...`).
+    #[serde(default)]
+    pub bots_verified: u64,
+    /// Connected time of the verifying bots, in seconds (absent in reports of older
+    /// versions: every bot verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_bot_s: Option<f64>,
+    /// What naive full snapshots weighed for the verifying bots, measured (absent in
+    /// reports of older versions: `naive_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_naive_bytes: Option<u64>,
     /// Sum over connected bots of their connected time, in seconds: the denominator
     /// of every per-bot rate, kept so that a merge can recompute the rates.
     #[serde(default)]
@@ -176,6 +197,10 @@ fn one() -> u64 {
     1
 }
 
+fn one_f64() -> f64 {
+    1.0
+}
+
 impl Report {
     /// Builds the report of a run of `bots_requested` bots that took `elapsed`.
     pub fn new(
@@ -186,6 +211,16 @@ impl Report {
         histograms: &Histograms,
     ) -> Self {
         let bot_secs = totals.connected_time.as_secs_f64();
+        let verified_secs = if totals.verified_time.is_zero() {
+            bot_secs
+        } else {
+            totals.verified_time.as_secs_f64()
+        };
+        let naive_per_s = if verified_secs > 0.0 {
+            totals.naive_bytes as f64 / verified_secs
+        } else {
+            0.0
+        };
         let per_bot_s = |n: u64| {
             if bot_secs > 0.0 {
                 n as f64 / bot_secs
@@ -205,7 +240,7 @@ impl Report {
             snapshots_missed: totals.snapshots_missed,
             bytes_received: totals.bytes_received,
             bytes_per_bot_per_s: per_bot_s(totals.bytes_received),
-            naive_bytes_per_bot_per_s: per_bot_s(totals.naive_bytes),
+            naive_bytes_per_bot_per_s: naive_per_s,
             inputs_sent: totals.inputs_sent,
             rtt_ms: Percentiles::from_micros(&histograms.rtt),
             snapshot_gap_ms: Percentiles::from_micros(&histograms.snapshot_gap),
@@ -220,7 +255,15 @@ impl Report {
             reconnects: totals.reconnects,
             game_events: totals.game_events,
             pings_sent: totals.pings_sent,
-            naive_bytes: totals.naive_bytes,
+            naive_bytes: (naive_per_s * bot_secs).round() as u64,
+            verify_fraction: if totals.bots_connected > 0 {
+                totals.bots_verified as f64 / totals.bots_connected as f64
+            } else {
+                1.0
+            },
+            bots_verified: totals.bots_verified,
+            verified_bot_s: Some(verified_secs),
+            verified_naive_bytes: Some(totals.naive_bytes),
             connected_bot_s: bot_secs,
             rooms: 1,
             behaviour: String::new(),
@@ -269,7 +312,17 @@ impl Report {
             snapshots_received: self.snapshots_received,
             snapshots_missed: self.snapshots_missed,
             bytes_received: self.bytes_received,
-            naive_bytes: self.naive_bytes,
+            // Older reports: every bot verified, and measured the naive size itself.
+            naive_bytes: self.verified_naive_bytes.unwrap_or(self.naive_bytes),
+            bots_verified: match self.verified_bot_s {
+                Some(_) => self.bots_verified,
+                None => self.bots_connected,
+            },
+            verified_time: match self.verified_bot_s {
+                Some(s) => Duration::try_from_secs_f64(s)
+                    .map_err(|_| MergeError::BadConnectedTime { index, value: s })?,
+                None => connected_time,
+            },
             inputs_sent: self.inputs_sent,
             pings_sent: self.pings_sent,
             reconnects: self.reconnects,
@@ -303,6 +356,11 @@ impl fmt::Display for Report {
             },
             self.reconnects,
             self.game_events
+        )?;
+        writeln!(
+            f,
+            "  verified    {} of {} connected bots rebuilt the world from every snapshot (verify fraction {})",
+            self.bots_verified, self.bots_connected, self.verify_fraction
         )?;
         if let Some(link) = &self.link {
             writeln!(f, "  link        {link}, each direction")?;
@@ -456,6 +514,42 @@ mod tests {
         // And it reads back.
         let back: Report = serde_json::from_value(v).expect("deserialize");
         assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn the_naive_rate_comes_from_the_verifying_bots() {
+        // 20 bots for 10 s each; 2 of them verified and measured 4,000 naive bytes.
+        let totals = Totals {
+            bots_connected: 20,
+            connected_time: Duration::from_secs(200),
+            bots_verified: 2,
+            verified_time: Duration::from_secs(20),
+            naive_bytes: 4000,
+            ..Totals::default()
+        };
+        let r = Report::new("ws://x/ws", 20, ms(10_000), &totals, &Histograms::new());
+        assert_eq!(r.naive_bytes_per_bot_per_s, 200.0);
+        assert_eq!(r.naive_bytes, 40_000, "scaled to every bot's time");
+        assert_eq!((r.bots_verified, r.verify_fraction), (2, 0.1));
+        assert_eq!(r.totals(0).expect("totals"), totals);
+        assert!(r.summary().contains("verified    2 of 20 connected bots"));
+        // A report written before sampling: every connected bot verified.
+        let mut old = serde_json::to_value(sample()).expect("serialize");
+        for key in [
+            "verify_fraction",
+            "bots_verified",
+            "verified_bot_s",
+            "verified_naive_bytes",
+        ] {
+            old.as_object_mut().expect("object").remove(key);
+        }
+        let old: Report = serde_json::from_value(old).expect("an older report reads");
+        assert_eq!(old.verify_fraction, 1.0);
+        let t = old.totals(0).expect("totals");
+        assert_eq!(
+            (t.bots_verified, t.verified_time),
+            (old.bots_connected, t.connected_time)
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use glam::Vec2;
+use tickcast_shared::codec::SnapshotHeader;
 use tickcast_shared::delta::{DeltaError, QEntity, Quantizer, World};
 use tickcast_shared::{EntityState, Input, Ping, Pong, Snapshot, Welcome};
 
@@ -210,6 +211,33 @@ impl Session {
     ) -> Result<SnapshotMetrics, DeltaError> {
         self.world.apply(snapshot)?;
         self.stats.naive_bytes += naive_snapshot_bytes(snapshot, &self.world.entities);
+        Ok(self.account(
+            now,
+            &SnapshotHeader {
+                tick: snapshot.tick,
+                base_tick: snapshot.base_tick,
+                last_input_seq: snapshot.last_input_seq,
+                len: 0,
+            },
+        ))
+    }
+
+    /// Accounts for a snapshot that arrived at `now` from its header alone, without
+    /// applying it: the same counters and metrics as [`Session::handle_snapshot`]
+    /// (gap, missed and stale ticks, keyframes, input acknowledgement), except the
+    /// naive size, which needs the world. The world is left as it was, so a session
+    /// fed this way must never be fed a delta in full afterwards (it would not apply):
+    /// it is for a load tool that does not look at the world.
+    pub fn handle_snapshot_header(
+        &mut self,
+        now: Instant,
+        header: &SnapshotHeader,
+    ) -> SnapshotMetrics {
+        self.account(now, header)
+    }
+
+    /// What every snapshot counts and measures, whether applied or only peeked at.
+    fn account(&mut self, now: Instant, snapshot: &SnapshotHeader) -> SnapshotMetrics {
         self.stats.snapshots_received += 1;
         if snapshot.base_tick == 0 {
             self.stats.keyframes_received += 1;
@@ -240,7 +268,7 @@ impl Session {
             input_ack,
         };
         self.last_snapshot = Some(metrics);
-        Ok(metrics)
+        metrics
     }
 
     /// Handles a pong that arrived at `now`; returns the round-trip time, or `None` if
@@ -666,6 +694,70 @@ mod tests {
         assert_eq!(after.snapshots_received, before.snapshots_received + 2);
         assert_eq!(after.snapshots_missed, 0);
         assert_eq!(after.pongs_received, 1);
+    }
+
+    #[test]
+    fn a_header_counts_and_measures_what_the_whole_snapshot_does() {
+        let t0 = Instant::now();
+        let mut full = Session::new(welcome(), t0);
+        let mut peek = Session::new(welcome(), t0);
+        for s in [&mut full, &mut peek] {
+            for n in 0..3 {
+                s.next_input(t0 + ms(n), Vec2::X, 0);
+            }
+        }
+        // A keyframe, deltas with acks, skipped ticks and a stale one.
+        let stream = [
+            (10, 0, 0),
+            (11, 10, 1),
+            (14, 11, 1),
+            (13, 11, 3),
+            (15, 14, 2),
+            (16, 0, 3),
+        ];
+        for (k, (tick, base_tick, seq)) in stream.into_iter().enumerate() {
+            let at = t0 + ms(40 * k as u64);
+            let snapshot = Snapshot {
+                base_tick,
+                ..snap(tick, seq)
+            };
+            let header = SnapshotHeader {
+                tick,
+                base_tick,
+                last_input_seq: seq,
+                len: 3,
+            };
+            // The delta against 11 at tick 13 is older than what the world holds: only
+            // the full path refuses it, and its metrics are then the header's alone.
+            match full.handle_snapshot(at, &snapshot) {
+                Ok(metrics) => assert_eq!(peek.handle_snapshot_header(at, &header), metrics),
+                Err(e) => {
+                    assert_eq!(tick, 13, "{e:?}");
+                    peek.handle_snapshot_header(at, &header);
+                    full.account(at, &header);
+                }
+            }
+            assert_eq!(peek.last_snapshot_metrics(), full.last_snapshot_metrics());
+        }
+        let (f, p) = (full.stats(), peek.stats());
+        assert_eq!(
+            SessionStats {
+                naive_bytes: 0,
+                ..f
+            },
+            p
+        );
+        assert_eq!(
+            (
+                p.snapshots_received,
+                p.keyframes_received,
+                p.snapshots_missed,
+                p.snapshots_stale
+            ),
+            (6, 2, 2, 1)
+        );
+        assert_eq!((peek.acked_seq(), peek.last_tick()), (3, Some(16)));
+        assert!(peek.world().entities.is_empty() && peek.world().tick.is_none());
     }
 
     #[test]

@@ -5,7 +5,11 @@
 //! ramp, at a random point within it (see [`crate::placement`]), connects to its room
 //! from its source address, then until the end of the run sends an input every
 //! `1 / input_rate` (steered by its [`Behaviour`]), a ping every second, and reads
-//! every snapshot. A bot whose connection is lost reconnects by itself (a
+//! every snapshot, all from one task with one timer. Only a sample of the bots
+//! ([`SwarmConfig::verify_fraction`]) decodes each snapshot and rebuilds the world,
+//! which checks that every delta applies; the others read snapshot headers only,
+//! which is all that bandwidth, gaps, missed ticks and input latency need, so the
+//! swarm's cost per bot is mostly its socket's. A bot whose connection is lost reconnects by itself (a
 //! [`ReconnectingConnection`] with [`SwarmConfig::reconnect`]) and plays on; the report
 //! counts its resumes in `reconnects`, and a reconnection that fails in `errors` by
 //! kind (`"session expired"`, `"reconnect gave up: ..."`). Latencies go into
@@ -22,11 +26,11 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
-use tokio::time::{interval, interval_at, sleep_until, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::behaviour::{Behaviour, BehaviourKind};
-use crate::connection::{ConnectOptions, DEFAULT_CONNECT_TIMEOUT};
+use crate::connection::{ConnectOptions, SnapshotDecoding, DEFAULT_CONNECT_TIMEOUT};
 use crate::error::ClientError;
 use crate::link::{Conditioning, LinkSpec};
 use crate::placement::{self, PlacementError, Rooms};
@@ -117,6 +121,32 @@ pub struct SwarmConfig {
     /// `rooms` and `room_prefix` are then not used for placement. `None`: bots join
     /// `url`'s rooms directly.
     pub matchmake: Option<String>,
+    /// The share of bots (0 to 1) that rebuild the world from every snapshot and so
+    /// check that every delta applies: bot `i` does when `ceil(i * f)` steps up at
+    /// `i`, which picks `ceil(bots * f)` bots spread evenly, bot 0 always (even at 0).
+    /// The others read only each snapshot's header ([`SnapshotDecoding::HeaderOnly`]):
+    /// bytes, snapshot gaps, missed ticks, input acknowledgements, rtt and errors are
+    /// measured for every bot alike; the naive-snapshot size only by the verifying
+    /// ones. [`BehaviourKind::Chase`] steers by the world, so with it every bot
+    /// verifies whatever this says; the other behaviours do not look at the world.
+    pub verify_fraction: f64,
+}
+
+/// Default of [`SwarmConfig::verify_fraction`]: a small sample checks the deltas,
+/// the rest of the swarm costs what the connections cost.
+pub const DEFAULT_VERIFY_FRACTION: f64 = 0.02;
+
+/// Whether bot `index` rebuilds the world, for a verify fraction `fraction` (see
+/// [`SwarmConfig::verify_fraction`]). Out-of-range fractions are clamped to 0..=1.
+pub fn verifies(index: usize, fraction: f64) -> bool {
+    let f = if fraction.is_nan() {
+        1.0
+    } else {
+        fraction.clamp(0.0, 1.0)
+    };
+    // A tolerance far below 1 / bots, so that 30 * 0.1 counts as 3, not 3.0000000000000004.
+    let step = |i: usize| (i as f64 * f - 1e-9).ceil();
+    index == 0 || step(index) < step(index + 1)
 }
 
 impl Default for SwarmConfig {
@@ -143,6 +173,7 @@ impl Default for SwarmConfig {
             metrics_url: None,
             tokens: None,
             matchmake: None,
+            verify_fraction: DEFAULT_VERIFY_FRACTION,
         }
     }
 }
@@ -155,6 +186,16 @@ impl SwarmConfig {
     /// caller that checks this first learns it before any bot starts.
     pub fn rooms(&self) -> Result<Rooms, PlacementError> {
         Rooms::new(&self.url, self.room_prefix.as_deref(), self.rooms)
+    }
+
+    /// The verify fraction in force: [`SwarmConfig::verify_fraction`] clamped to
+    /// 0..=1, or 1 for a behaviour that steers by the world.
+    pub fn effective_verify_fraction(&self) -> f64 {
+        if self.behaviour == BehaviourKind::Chase || self.verify_fraction.is_nan() {
+            1.0
+        } else {
+            self.verify_fraction.clamp(0.0, 1.0)
+        }
     }
 
     /// How many loopback source addresses the bots will use: 1 (no explicit bind)
@@ -327,6 +368,7 @@ where
     report.behaviour = config.behaviour.to_string();
     report.link = config.link.clone();
     report.series = Some(series);
+    report.verify_fraction = config.effective_verify_fraction();
     report
 }
 
@@ -382,6 +424,7 @@ fn refused(config: &SwarmConfig, e: &dyn std::fmt::Display, elapsed: Duration) -
     totals.errors.insert(format!("config: {e}"), bots);
     let mut report = Report::new(&config.url, bots, elapsed, &totals, &Histograms::new());
     report.behaviour = config.behaviour.to_string();
+    report.verify_fraction = config.effective_verify_fraction();
     report
 }
 
@@ -574,6 +617,12 @@ impl Bot {
             }),
             auth_token,
         };
+        let verify = verifies(self.index, self.config.effective_verify_fraction());
+        let decoding = if verify {
+            SnapshotDecoding::Rebuild
+        } else {
+            SnapshotDecoding::HeaderOnly
+        };
         let connect_started = std::time::Instant::now();
         let connected = tokio::select! {
             () = self.cancel.cancelled() => return totals,
@@ -583,7 +632,7 @@ impl Bot {
                 self.error(&mut totals, "connect: run ended first");
                 return totals;
             }
-            connected = ReconnectingConnection::connect(opts, self.config.reconnect) => connected,
+            connected = ReconnectingConnection::connect_with(opts, self.config.reconnect, decoding) => connected,
         };
         let mut conn = match connected {
             Ok(conn) => conn,
@@ -613,6 +662,10 @@ impl Bot {
             .await;
 
         totals.connected_time = connected_at.elapsed();
+        if verify {
+            totals.bots_verified = 1;
+            totals.verified_time = totals.connected_time;
+        }
         let stats = conn.session().stats();
         totals.snapshots_received = stats.snapshots_received;
         totals.snapshots_missed = stats.snapshots_missed;
@@ -656,12 +709,11 @@ impl Bot {
         let period = Duration::try_from_secs_f64(1.0 / rate)
             .unwrap_or(MAX_INPUT_PERIOD)
             .clamp(MIN_INPUT_PERIOD, MAX_INPUT_PERIOD);
-        let mut inputs = interval_at(Instant::now() + period, period);
-        // A bot that fell behind sends its next input on time, not a burst that the
-        // server's rate limit would punish.
-        inputs.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut pings = interval(PING_INTERVAL);
-        pings.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        // One timer per bot for its inputs, its pings and the end of the run, reset to
+        // the earliest of the three: a thousand bots each polling three timers (and a
+        // cancellation lock) on every wake-up cost more than the snapshot they read.
+        let mut next_input = Instant::now() + period;
+        let mut next_ping = Instant::now();
         let own_id = conn.welcome().entity_id;
         // The game's declared fields tell `chase` whether it plays tag.
         let mut behaviour = Behaviour::new(
@@ -677,12 +729,14 @@ impl Bot {
         let mut up_pending = 0;
         let mut up_buf = Vec::with_capacity(64);
         let connected_at = Instant::now();
+        // Made once, not per event: a fresh `sleep_until` per pass of the loop arms and
+        // cancels a timer per snapshot, which a thousand bots pay 30 times a second.
+        let timer = sleep_until(next_input.min(next_ping).min(deadline));
+        tokio::pin!(timer);
 
         loop {
             let sent = tokio::select! {
                 biased;
-                () = self.cancel.cancelled() => return End::Done,
-                () = sleep_until(deadline) => return End::Done,
                 event = conn.next_event() => {
                     match event {
                         Ok(SessionEvent::Snapshot(_)) => {
@@ -735,25 +789,43 @@ impl Bot {
                     }
                     Ok(())
                 }
-                _ = inputs.tick() => {
-                    let session = conn.session();
-                    let movement =
-                        behaviour.next_movement(session.entity(own_id), session.entities());
-                    conn.send_input(movement, 0).await.map(|seq| {
-                        up_pending += sent_bytes(&mut up_buf, &ClientMsg::Input(Input {
-                            seq,
-                            movement,
-                            buttons: 0,
-                            payload: InputPayload::default(),
-                        }));
-                    })
+                () = &mut timer => {
+                    let now = Instant::now();
+                    // Cancellation is checked here, at most an input or ping period
+                    // (1 s) after it, rather than on every wake-up: its check takes the
+                    // token's lock, which every bot shares.
+                    if now >= deadline || self.cancel.is_cancelled() {
+                        return End::Done;
+                    }
+                    let mut sent = Ok(());
+                    if now >= next_input {
+                        // A bot that fell behind sends its next input on time, not a
+                        // burst that the server's rate limit would punish.
+                        next_input = next_due(next_input, period, now);
+                        let session = conn.session();
+                        let movement =
+                            behaviour.next_movement(session.entity(own_id), session.entities());
+                        sent = conn.send_input(movement, 0).await.map(|seq| {
+                            up_pending += sent_bytes(&mut up_buf, &ClientMsg::Input(Input {
+                                seq,
+                                movement,
+                                buttons: 0,
+                                payload: InputPayload::default(),
+                            }));
+                        });
+                    }
+                    if sent.is_ok() && now >= next_ping {
+                        next_ping = next_due(next_ping, PING_INTERVAL, now);
+                        sent = conn.send_ping().await.map(|()| {
+                            // The session's nonce is its age in µs; the connection's is
+                            // as long in the encoding but for the first milliseconds.
+                            let nonce = connected_at.elapsed().as_micros() as u64;
+                            up_pending += sent_bytes(&mut up_buf, &ClientMsg::Ping(Ping { nonce }));
+                        });
+                    }
+                    timer.as_mut().reset(next_input.min(next_ping).min(deadline));
+                    sent
                 }
-                _ = pings.tick() => conn.send_ping().await.map(|()| {
-                    // The session's nonce is its age in µs; the connection's is as long
-                    // in the encoding but for the first milliseconds.
-                    let nonce = connected_at.elapsed().as_micros() as u64;
-                    up_pending += sent_bytes(&mut up_buf, &ClientMsg::Ping(Ping { nonce }));
-                }),
             };
             if let Err(e) = sent {
                 if matches!(e, ClientError::Reconnecting)
@@ -813,6 +885,21 @@ impl Bot {
         totals.close_code(code);
         *lock(&self.shard).second.closes.entry(code).or_default() += 1;
     }
+}
+
+/// The first time after `now` that is `due` plus a whole number of `period`s: what
+/// follows a due time that has come, skipping the ones a late bot missed, so that it
+/// keeps its schedule without a burst (tokio's `MissedTickBehavior::Skip`).
+fn next_due(due: Instant, period: Duration, now: Instant) -> Instant {
+    let next = due + period;
+    if next > now {
+        return next;
+    }
+    let behind = now.saturating_duration_since(due).as_nanos();
+    let periods = behind / period.as_nanos().max(1) + 1;
+    let periods = u32::try_from(periods).unwrap_or(u32::MAX);
+    due.checked_add(period.saturating_mul(periods))
+        .unwrap_or(now + period)
 }
 
 /// Payload bytes of `msg` on the wire (what the connection wrote for it), measured
@@ -950,6 +1037,37 @@ mod tests {
         let last = samples.last().copied().unwrap_or_default();
         assert_eq!((last.bots, last.connected), (2, 0));
         assert!(samples.windows(2).all(|w| w[0].elapsed <= w[1].elapsed));
+    }
+
+    #[test]
+    fn the_verifying_sample_is_spread_and_counted() {
+        let sample =
+            |bots: usize, f: f64| -> Vec<usize> { (0..bots).filter(|&i| verifies(i, f)).collect() };
+        assert_eq!(sample(20, 0.1), [0, 10]);
+        assert_eq!(sample(100, 0.02), [0, 50]);
+        assert_eq!(sample(5, 1.0), [0, 1, 2, 3, 4]);
+        assert_eq!(sample(5, 0.0), [0], "bot 0 always");
+        // 31 * 0.1 is 3.1000000000000005 in floating point: still 4 bots, not 5.
+        assert_eq!(sample(31, 0.1), [0, 10, 20, 30]);
+        assert_eq!(sample(1000, 0.02).len(), 20);
+        let chase = SwarmConfig {
+            behaviour: BehaviourKind::Chase,
+            verify_fraction: 0.1,
+            ..SwarmConfig::default()
+        };
+        assert_eq!(chase.effective_verify_fraction(), 1.0);
+        assert_eq!(SwarmConfig::default().effective_verify_fraction(), 0.02);
+    }
+
+    #[test]
+    fn a_late_bot_skips_the_due_times_it_missed() {
+        let t0 = Instant::now();
+        let p = Duration::from_millis(33);
+        assert_eq!(next_due(t0, p, t0), t0 + p);
+        assert_eq!(next_due(t0, p, t0 + Duration::from_millis(10)), t0 + p);
+        // Exactly on the next due time: that one has come too.
+        assert_eq!(next_due(t0, p, t0 + p), t0 + 2 * p);
+        assert_eq!(next_due(t0, p, t0 + Duration::from_millis(100)), t0 + 4 * p);
     }
 
     #[tokio::test]

@@ -26,12 +26,12 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tickcast_client::{
     run_swarm, BehaviourKind, ClientError, ConnectOptions, Connection, Event, ReconnectPolicy,
-    ReconnectingConnection, SessionEvent, SwarmConfig,
+    ReconnectingConnection, SessionEvent, SnapshotDecoding, SwarmConfig,
 };
-use tickcast_shared::codec::{decode, encode_to_vec};
+use tickcast_shared::codec::{decode, encode_to_vec, peek_snapshot_header};
 use tickcast_shared::{
-    Added, ClientMsg, EntityKind, Hello, Pong, ServerMsg, Snapshot, Welcome, PROTOCOL_VERSION,
-    SUBPROTOCOL,
+    Added, Changed, ClientMsg, EntityKind, Hello, Pong, ServerMsg, Snapshot, Welcome,
+    PROTOCOL_VERSION, SUBPROTOCOL,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Mutex};
@@ -59,6 +59,10 @@ struct Script {
     close_after: Option<u64>,
     /// Send odd-numbered snapshots as two fragments.
     fragment_odd: bool,
+    /// Break two snapshots: the 5th (tick 1005) is a delta against a tick the client
+    /// never held, and the 7th (tick 1007) has a valid header and a body that is no
+    /// encoding at all.
+    broken: bool,
     /// Every `Hello` received, with the `Origin` header of its upgrade.
     hellos: mpsc::UnboundedSender<(Hello, Option<String>)>,
     /// Set when the client answers the server's WebSocket ping.
@@ -115,6 +119,7 @@ impl Script {
             close_instead_of_welcome: None,
             close_after: None,
             fragment_odd: false,
+            broken: false,
             hellos,
             got_pong_frame: AtomicBool::new(false),
             peers: StdMutex::new(BTreeSet::new()),
@@ -392,7 +397,27 @@ async fn play(
                 .collect(),
             fields: Vec::new(),
         });
-        let bytes = encode_to_vec(&snapshot)?;
+        let mut bytes = encode_to_vec(&snapshot)?;
+        if script.broken && tick == 1005 {
+            bytes = encode_to_vec(&ServerMsg::Snapshot(Snapshot {
+                tick,
+                base_tick: 1,
+                last_input_seq: last_seq.load(Ordering::SeqCst),
+                removed: Vec::new(),
+                changed: vec![Changed {
+                    skip: 0,
+                    dpos: [1, 1],
+                    dvel: [0, 0],
+                }],
+                added: Vec::new(),
+                fields: Vec::new(),
+            }))?;
+        }
+        if script.broken && tick == 1007 {
+            let header = peek_snapshot_header(&bytes)?.context("a snapshot has a header")?;
+            bytes.truncate(header.len);
+            bytes.extend_from_slice(&[0xff, 0xff, 0xff]);
+        }
         let len = bytes.len();
         let mut w = tx.lock().await;
         let written = if script.fragment_odd && tick % 2 == 1 {
@@ -561,6 +586,84 @@ async fn welcome_snapshots_pong_then_close_1001() -> anyhow::Result<()> {
         fake.script.got_pong_frame.load(Ordering::SeqCst),
         "no auto-pong"
     );
+    Ok(())
+}
+
+/// The same broken stream read both ways: a verifying connection stops at the delta
+/// that does not apply (and closes with 1007), while a header-only one never decodes
+/// an entity, so neither the bad delta nor the garbage body stops it, and it counts
+/// exactly what the server wrote.
+#[tokio::test]
+async fn only_a_verifying_connection_decodes_and_applies_snapshots() -> anyhow::Result<()> {
+    let (mut script, _hellos) = Script::new();
+    script.close_after = Some(8);
+    script.broken = true;
+    let fake = serve(script).await?;
+    let addr = fake.addr;
+    let (verified, peeked) = tokio::time::timeout(LIMIT, async {
+        let opts = ConnectOptions::new(url(addr, "r"), "verifier");
+        let mut conn = Connection::connect_with(opts, SnapshotDecoding::Rebuild).await?;
+        let mut ticks = Vec::new();
+        let verified = loop {
+            match conn.next_event().await {
+                Ok(Event::Snapshot(s)) => {
+                    assert_eq!(conn.session().world().entities.len(), 20);
+                    ticks.push(s.tick);
+                }
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(ticks, [1001, 1002, 1003, 1004]);
+        // Its close (1007, for the bad delta) reaches the fake server before this
+        // connection's socket is dropped: the fake ends cleanly only after a close.
+        drop(conn);
+
+        let opts = ConnectOptions::new(url(addr, "r"), "peeker");
+        let mut conn = Connection::connect_with(opts, SnapshotDecoding::HeaderOnly).await?;
+        let seq = conn.send_input(Vec2::X, 0).await?;
+        let mut snapshots = Vec::new();
+        let code = loop {
+            match conn.next_event().await? {
+                Event::Snapshot(s) => {
+                    assert!(conn.session().world().entities.is_empty());
+                    assert!(s.added.is_empty() && s.changed.is_empty());
+                    snapshots.push((s.tick, s.base_tick, s.last_input_seq));
+                }
+                Event::Closed { code, .. } => break code,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(code, 1001);
+        let ticks: Vec<u64> = snapshots.iter().map(|s| s.0).collect();
+        assert_eq!(ticks, (1001..=1008).collect::<Vec<_>>());
+        assert_eq!(
+            snapshots[4].1, 1,
+            "the bad delta's base, read from its header"
+        );
+        assert!(snapshots.iter().all(|s| s.2 == 0 || s.2 == seq));
+        anyhow::Ok((verified, conn.session().stats()))
+    })
+    .await
+    .context("timed out")??;
+    fake.finish_cleanly().await?;
+    assert!(
+        matches!(
+            verified,
+            ClientError::Delta(tickcast_shared::delta::DeltaError::WrongBase { .. })
+        ),
+        "{verified:?}"
+    );
+    let [_, log] = &fake.script.logs()[..] else {
+        anyhow::bail!("two connections expected")
+    };
+    assert_eq!(log.snapshots.load(Ordering::SeqCst), 8);
+    assert_eq!(peeked.snapshots_received, 8);
+    assert_eq!(peeked.keyframes_received, 7, "all but the bad delta");
+    assert_eq!(peeked.snapshots_missed, 0);
+    assert_eq!(peeked.bytes_received, log.bytes.load(Ordering::SeqCst));
+    assert_eq!(peeked.messages_received, 1 + 8);
+    assert_eq!(peeked.naive_bytes, 0, "no world, no naive size");
     Ok(())
 }
 

@@ -131,6 +131,17 @@ struct RunArgs {
     /// bots per node. The URL argument's rooms are then not used.
     #[arg(long, value_name = "URL", value_parser = matchmake_url, conflicts_with = "jwt_room_claim")]
     matchmake: Option<String>,
+    /// Share of bots (0 to 1) that decode every snapshot and rebuild the world,
+    /// failing loudly (error `delta: ...`, close 1007) on a delta that does not apply:
+    /// the accuracy check. Bot i verifies when ceil(i * F) steps up at i: ceil(bots *
+    /// F) bots spread evenly, bot 0 always. The others read only each snapshot's
+    /// header; bytes, snapshot gaps, missed ticks, input acks, rtt and errors are
+    /// measured for every bot alike, the naive-snapshot size by the verifying ones.
+    /// With `--behaviour chase` (which steers by the world) every bot verifies;
+    /// idle, random-walk and circle never look at the world.
+    #[arg(long, value_name = "F", default_value_t = tickcast_client::swarm::DEFAULT_VERIFY_FRACTION,
+          value_parser = fraction)]
+    verify_fraction: f64,
     #[command(flatten)]
     link: LinkArgs,
     #[command(flatten)]
@@ -278,6 +289,13 @@ fn command_line() -> String {
         .join(" ")
 }
 
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{text:?} is not a number from 0 to 1")),
+    }
+}
+
 fn positive_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(hz) if hz.is_finite() && hz > 0.0 => Ok(hz),
@@ -327,6 +345,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics_url: args.metrics_url,
         tokens: args.auth.tokens()?,
         matchmake: args.matchmake,
+        verify_fraction: args.verify_fraction,
     };
     // Refuse bad room names now rather than as thousands of failed connects.
     config.rooms().context("--rooms / --room-prefix")?;
@@ -507,9 +526,18 @@ mod tests {
             "load",
             "--source-addrs",
             "4",
+            "--verify-fraction",
+            "0.25",
         ])
         .expect("valid flags");
         let args = cli.run;
+        assert_eq!(args.verify_fraction, 0.25);
+        assert_eq!(
+            Cli::try_parse_from(["tickcast-bots"])
+                .map(|c| c.run.verify_fraction)
+                .ok(),
+            Some(tickcast_client::swarm::DEFAULT_VERIFY_FRACTION)
+        );
         assert_eq!(args.behaviour, BehaviourKind::Chase);
         assert_eq!(args.rooms, 8);
         assert_eq!(args.room_prefix.as_deref(), Some("load"));
@@ -519,6 +547,9 @@ mod tests {
             ["--rooms", "0"],
             ["--source-addrs", "0"],
             ["--source-addrs", "255"],
+            ["--verify-fraction", "1.5"],
+            ["--verify-fraction", "-0.1"],
+            ["--verify-fraction", "NaN"],
         ] {
             let mut argv = vec!["tickcast-bots"];
             argv.extend(bad);

@@ -22,13 +22,11 @@ use tickcast_shared::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{mpsc, Mutex};
-use tokio_util::task::AbortOnDropHandle;
-use tracing::Instrument;
+use tokio::sync::Mutex;
 
-use super::reader::{read_loop, Inbound, INBOUND_QUEUE};
+use super::reader::{Inbound, Reading};
 use super::writer::{close_with, write_msg};
-use super::{ConnectOptions, Link, SharedWriter, Target, MAX_MESSAGE_BYTES};
+use super::{ConnectOptions, Link, SharedWriter, SnapshotDecoding, Target, MAX_MESSAGE_BYTES};
 use crate::error::ClientError;
 use crate::link::LinkSpec;
 
@@ -50,8 +48,9 @@ pub(crate) async fn open(
     target: &Target,
     resume: Option<SessionToken>,
     timeout: Duration,
+    decoding: SnapshotDecoding,
 ) -> Result<Opened, ClientError> {
-    tokio::time::timeout(timeout, open_within(opts, target, resume))
+    tokio::time::timeout(timeout, open_within(opts, target, resume, decoding))
         .await
         .map_err(|_| ClientError::ConnectTimeout)?
 }
@@ -61,6 +60,7 @@ async fn open_within(
     opts: &ConnectOptions,
     target: &Target,
     resume: Option<SessionToken>,
+    decoding: SnapshotDecoding,
 ) -> Result<Opened, ClientError> {
     let recv_buffer = opts
         .link
@@ -75,15 +75,15 @@ async fn open_within(
         let stream = crate::link::stream::condition(tcp, &link.spec, link.seed);
         if target.tls {
             let tls = opts.tls.connect(&target.tls_host, stream).await?;
-            return join(opts, target, resume, tls).await;
+            return join(opts, target, resume, tls, decoding).await;
         }
-        return join(opts, target, resume, stream).await;
+        return join(opts, target, resume, stream, decoding).await;
     }
     if target.tls {
         let tls = opts.tls.connect(&target.tls_host, tcp).await?;
-        join(opts, target, resume, tls).await
+        join(opts, target, resume, tls, decoding).await
     } else {
-        join(opts, target, resume, tcp).await
+        join(opts, target, resume, tcp, decoding).await
     }
 }
 
@@ -94,6 +94,7 @@ async fn join<S>(
     target: &Target,
     resume: Option<SessionToken>,
     stream: S,
+    decoding: SnapshotDecoding,
 ) -> Result<Opened, ClientError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -123,9 +124,7 @@ where
     ws.set_auto_close(true);
     let (read, write) = ws.split(tokio::io::split);
     let writer: SharedWriter = Arc::new(Mutex::new(write));
-    let (events, mut inbound) = mpsc::channel(INBOUND_QUEUE);
-    let reader = tokio::spawn(read_loop(read, Arc::clone(&writer), events).in_current_span());
-    let reader = AbortOnDropHandle::new(reader);
+    let mut reading = Reading::new(read, Arc::clone(&writer), decoding);
 
     let mut buf = Vec::with_capacity(64);
     let hello = ClientMsg::Hello(Hello {
@@ -141,7 +140,7 @@ where
     });
     write_msg(&writer, &mut buf, &hello).await?;
 
-    let (welcome, welcome_bytes) = match inbound.recv().await {
+    let (welcome, welcome_bytes) = match reading.recv().await {
         Some(Inbound::Message {
             msg: ServerMsg::Welcome(welcome),
             bytes,
@@ -153,6 +152,12 @@ where
                 "expected Welcome first, got {}",
                 msg_name(&msg)
             )));
+        }
+        Some(Inbound::Header { .. }) => {
+            close_with(&writer, DisconnectReason::UnexpectedMessage).await;
+            return Err(ClientError::Protocol(
+                "expected Welcome first, got Snapshot".into(),
+            ));
         }
         Some(Inbound::Closed { code, reason }) => {
             return Err(ClientError::from_close(code, reason))
@@ -174,11 +179,7 @@ where
         "welcomed"
     );
     Ok(Opened {
-        link: Link {
-            writer,
-            inbound,
-            _reader: reader,
-        },
+        link: Link { writer, reading },
         welcome,
         welcome_bytes,
     })

@@ -1,5 +1,5 @@
 //! The write half of a connection, shared behind a mutex by the caller (inputs,
-//! pings, our close) and the reader task (the pongs and the close echo it owes the
+//! pings, our close) and the reader (the pongs and the close echo it owes the
 //! server, and the close that ends a broken stream).
 
 use std::convert::Infallible;

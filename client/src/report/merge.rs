@@ -138,6 +138,13 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
     merged.command = commands.join("; ");
     merged.series = merge_series(&series)?;
     merged.per_node = per_node;
+    // The fraction asked for, when all asked for the same; otherwise what it came to.
+    if reports
+        .iter()
+        .all(|r| r.verify_fraction == reports[0].verify_fraction)
+    {
+        merged.verify_fraction = reports[0].verify_fraction;
+    }
     // One link for all: keep it. Different links (or some bots on none): no one link
     // describes the figures, so say that they differ rather than name one of them.
     let first = &reports[0];

@@ -23,8 +23,16 @@ pub struct Totals {
     pub snapshots_missed: u64,
     /// WebSocket payload bytes received.
     pub bytes_received: u64,
-    /// What the snapshots would have weighed as naive full snapshots.
+    /// What the snapshots of the verifying bots (those that rebuild the world, see
+    /// [`crate::SwarmConfig::verify_fraction`]) would have weighed as naive full
+    /// snapshots: only a bot that holds the world knows its size.
     pub naive_bytes: u64,
+    /// Bots that connected and rebuilt the world from every snapshot.
+    pub bots_verified: u64,
+    /// Sum of the verifying bots' connected time: the denominator of the naive rate.
+    /// Zero is read as "every bot verified" (`connected_time`), as in totals made
+    /// before verification was sampled.
+    pub verified_time: Duration,
     /// Inputs sent.
     pub inputs_sent: u64,
     /// Pings sent.
@@ -50,6 +58,8 @@ impl Totals {
         self.snapshots_missed += other.snapshots_missed;
         self.bytes_received += other.bytes_received;
         self.naive_bytes += other.naive_bytes;
+        self.bots_verified += other.bots_verified;
+        self.verified_time += other.verified_time;
         self.inputs_sent += other.inputs_sent;
         self.pings_sent += other.pings_sent;
         self.reconnects += other.reconnects;
