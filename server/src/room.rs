@@ -506,8 +506,11 @@ impl<G: Game, O: PlayerOutlet> Room<G, O> {
     pub fn broadcast(&mut self) -> Arc<WorldFrame> {
         let quantized = self.quantized_world();
         let frame = Arc::new(WorldFrame::new(self.tick, quantized));
-        for (i, slot) in self.players.values().enumerate() {
-            let Some(outlet) = &slot.outlet else { continue };
+        let outlets = self
+            .players
+            .values()
+            .filter_map(|slot| slot.outlet.as_ref().map(|outlet| (slot, outlet)));
+        for (i, (slot, outlet)) in outlets.enumerate() {
             let snapshot = PlayerSnapshot {
                 frame: Arc::clone(&frame),
                 last_input_seq: slot.last_applied_seq,

@@ -83,16 +83,16 @@ impl SendCounters {
         }
     }
 
-    /// Counts one snapshot message of `encoded` payload bytes committed to the socket.
+    /// Counts one snapshot message encoded for the player, before it is written: the
+    /// next delta is built against it whatever happens to the write.
     pub fn snapshot(&self, encoded: Encoded) {
         self.snapshots.inc();
         if encoded.keyframe {
             self.keyframes.inc();
         }
-        self.frame(encoded.bytes);
     }
 
-    /// Counts one frame of `payload` bytes committed to the socket.
+    /// Counts one frame of `payload` bytes once it is whole in the socket.
     pub fn frame(&self, payload: usize) {
         self.frames.inc();
         self.bytes.inc_by(payload as u64);
@@ -109,7 +109,11 @@ pub struct Direct {
     pub encoder: SnapshotEncoder,
     /// The message being written, reused.
     pub buf: Vec<u8>,
-    counters: SendCounters,
+    /// The payload size of the snapshot whose rest the writer must finish: counted as a
+    /// frame once it is whole in the socket.
+    unsent: Option<usize>,
+    /// Counted on either path, as the writer counts the frames it writes itself.
+    pub counters: SendCounters,
 }
 
 /// How a write from the tick went.
@@ -134,31 +138,40 @@ impl Direct {
             socket,
             encoder,
             buf: Vec::new(),
+            unsent: None,
             counters,
         }
     }
 
-    /// Encodes `snapshot` into `buf` and counts it.
+    /// Encodes `snapshot` into `buf` and counts it, for the writer to write.
     ///
     /// # Errors
     /// The codec's error (not expected).
     pub fn encode(
         &mut self,
         snapshot: &PlayerSnapshot,
-    ) -> Result<(), tickcast_shared::codec::EncodeError> {
+    ) -> Result<Encoded, tickcast_shared::codec::EncodeError> {
         let encoded = self.encoder.encode(snapshot, &mut self.buf)?;
         self.counters.snapshot(encoded);
-        Ok(())
+        Ok(encoded)
+    }
+
+    /// Whether the room may write for this player: the socket is a plain TCP one, and
+    /// the encode is the cheap whole-world one (a shared body and a header). A view or
+    /// a budget makes each player's body its own work, which is better spread over the
+    /// writer tasks on every core than done one player after another in the tick.
+    fn lendable(&self) -> bool {
+        self.socket.is_some() && self.encoder.shares_bodies()
     }
 
     /// Encodes `snapshot` and writes it as one binary frame without waiting; `None`
     /// when this `Direct` has no socket of its own (TLS).
     fn write_now(&mut self, snapshot: &PlayerSnapshot) -> Option<Wrote> {
-        let socket = self.socket.as_deref()?;
-        let Ok(encoded) = self.encoder.encode(snapshot, &mut self.buf) else {
+        self.socket.as_ref()?;
+        let Ok(encoded) = self.encode(snapshot) else {
             return Some(Wrote::Failed);
         };
-        self.counters.snapshot(encoded);
+        let socket = self.socket.as_deref()?;
         let mut header = [0u8; 10];
         let head = binary_header(self.buf.len(), &mut header);
         let total = head.len() + self.buf.len();
@@ -168,8 +181,10 @@ impl Direct {
             .try_write_vectored(&[IoSlice::new(head), IoSlice::new(&self.buf)])
             .unwrap_or_default();
         if written == total {
+            self.counters.frame(encoded.bytes);
             return Some(Wrote::All);
         }
+        self.unsent = Some(encoded.bytes);
         let mut rest = Vec::with_capacity(total - written);
         if written < head.len() {
             rest.extend_from_slice(&head[written..]);
@@ -371,7 +386,7 @@ impl SlotReceiver {
         let Some(direct) = self.held.take() else {
             return;
         };
-        if direct.socket.is_none() {
+        if !direct.lendable() {
             self.held = Some(direct);
             return;
         }
@@ -389,12 +404,16 @@ impl SlotReceiver {
 ///
 /// # Errors
 /// The socket's error.
-pub async fn finish(direct: &Direct, rest: &[u8]) -> io::Result<()> {
+pub async fn finish(direct: &mut Direct, rest: &[u8]) -> io::Result<()> {
     match &direct.socket {
-        Some(socket) => crate::net::shared_tcp::write_all(socket, rest).await,
+        Some(socket) => crate::net::shared_tcp::write_all(socket, rest).await?,
         // Only a lent Direct writes from the room, and only a socket's is lent.
-        None => Err(io::ErrorKind::Unsupported.into()),
+        None => return Err(io::ErrorKind::Unsupported.into()),
     }
+    if let Some(payload) = direct.unsent.take() {
+        direct.counters.frame(payload);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -591,8 +610,13 @@ mod tests {
             }
             ticks
         });
+        // Every encoded snapshot is counted; the frame the socket took only part of
+        // is counted as sent once it is whole.
+        assert_eq!(metrics.snapshots_sent.get(), offered);
+        assert_eq!(metrics.frames_sent.get(), offered - 1);
         let held = rx.direct().expect("taken back with the rest");
         finish(held, &rest).await.unwrap();
+        assert_eq!(metrics.frames_sent.get(), offered);
         let Delivery::Snapshot(newest) = rx.next().await else {
             panic!("expected the newest snapshot")
         };
@@ -623,6 +647,24 @@ mod tests {
         tx.offer(world_snap(1));
         assert_eq!(metrics.snapshots_sent.get(), 0);
         assert_eq!(tick_of(rx.next().await), 1);
+    }
+
+    #[tokio::test]
+    async fn a_player_with_a_view_is_never_written_from_the_tick() {
+        let (socket, _client, _read) = socket_pair().await;
+        let metrics = Metrics::default();
+        let (tx, mut rx) = slot(4);
+        rx.install(Direct::new(
+            Some(Arc::clone(&socket)),
+            SnapshotEncoder::new(100),
+            SendCounters::new(&metrics),
+        ));
+        rx.lend();
+        tx.offer(world_snap(1));
+        // Its body is its own work: the writer, on any core, encodes and writes it.
+        assert_eq!(metrics.snapshots_sent.get(), 0);
+        assert_eq!(tick_of(rx.next().await), 1);
+        assert!(rx.direct().is_some());
     }
 
     #[test]

@@ -215,6 +215,12 @@ impl SnapshotEncoder {
         self
     }
 
+    /// Whether every caught-up player of the room gets the same body (the whole world in
+    /// view, no budget), so that encoding is a cache lookup and a header.
+    pub fn shares_bodies(&self) -> bool {
+        self.radius == 0 && self.budget.is_none()
+    }
+
     /// Writes the player's message for `snap` into `out` (cleared first) and records
     /// that the client will hold it. Call only for snapshots that will be written: the
     /// next delta is built against this one, which TCP delivers before it.

@@ -490,7 +490,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         ctx.config.ping_interval,
     );
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let counters = SendCounters::new(metrics);
     let mut welcomed = false;
+    // A write failed or timed out, possibly partway through a frame: whatever the
+    // cause recorded first, no close frame may follow it into the middle of that frame.
+    let mut torn = false;
     loop {
         // Idle from here: the room may write snapshots itself until something wakes us.
         slot_rx.lend();
@@ -507,12 +511,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         if !matches!(step, Step::Room(_)) {
             // Take the socket back from the room, finishing any frame it started.
             if let Err(cause) = reclaim(&mut slot_rx, write_timeout).await {
+                torn = true;
                 break closer.close(cause);
             }
         }
         buf.clear();
-        // Snapshots are counted when encoded (`SendCounters`), wherever they are written.
-        let mut counted = false;
         let frame = match step {
             Step::Stop => break,
             Step::Reliable(Outbound::WsPong(payload)) => {
@@ -527,7 +530,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                         slot_rx.install(Direct::new(
                             socket.clone(),
                             SnapshotEncoder::new(radius).with_budget(budget),
-                            SendCounters::new(metrics),
+                            counters.clone(),
                         ));
                         Frame::binary(Payload::Borrowed(&buf))
                     }
@@ -542,10 +545,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 break closer.close(Cause::Server(reason));
             }
             Step::Room(Delivery::Rest(rest)) => {
-                // Counted when the room encoded it.
+                // Counted by `slot::finish` once written.
                 match finish_rest(&mut slot_rx, &rest, write_timeout).await {
                     Ok(()) => continue,
-                    Err(cause) => break closer.close(cause),
+                    Err(cause) => {
+                        torn = true;
+                        break closer.close(cause);
+                    }
                 }
             }
             Step::Room(Delivery::Event(message)) => {
@@ -559,30 +565,27 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     break closer.close(Cause::Server(DisconnectReason::InternalError));
                 };
                 match direct.encode(&s) {
-                    Ok(()) => {
-                        counted = true;
-                        Frame::binary(Payload::Borrowed(&direct.buf))
-                    }
+                    // Counted as a snapshot when encoded, as a frame once written.
+                    Ok(_) => Frame::binary(Payload::Borrowed(&direct.buf)),
                     Err(_) => break closer.close(Cause::Server(DisconnectReason::InternalError)),
                 }
             }
             Step::Ping => Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[])),
         };
-        let len = frame.payload.len() as u64;
+        let len = frame.payload.len();
         match timeout(write_timeout, tx.write_frame(frame)).await {
-            Ok(Ok(())) => {
-                if !counted {
-                    metrics.frames_sent.inc();
-                    metrics.bytes_sent.inc_by(len);
-                }
+            Ok(Ok(())) => counters.frame(len),
+            Ok(Err(_)) | Err(_) => {
+                torn = true;
+                break closer.close(Cause::Gone);
             }
-            Ok(Err(_)) | Err(_) => break closer.close(Cause::Gone),
         }
     }
     // However the loop ended, the room writes nothing more: the close frame follows
     // whatever frame it had started.
-    if let Err(cause) = reclaim(&mut slot_rx, CLOSE_LINGER).await {
-        closer.close(cause);
+    if !torn && reclaim(&mut slot_rx, CLOSE_LINGER).await.is_err() {
+        torn = true;
+        closer.close(Cause::Gone);
     }
     // Snapshots replaced while the player was not reading are counted even when it
     // never reads again.
@@ -606,6 +609,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         Cause::Peer(None) => Frame::close_raw(Payload::Borrowed(&[])),
         Cause::Gone => return,
     };
+    if torn {
+        return;
+    }
     let _ = timeout(CLOSE_LINGER, async {
         tx.write_frame(close).await?;
         tx.flush().await
