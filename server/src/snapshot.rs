@@ -21,7 +21,10 @@
 //!   from what it has) becomes the next base. O(entities in view x log) per player.
 //!   Without a budget none of this runs: the paths above are unchanged.
 //!
-//! Encoding runs in the writers, in parallel across cores, never in the tick.
+//! Where encoding runs: whole-world messages for plain-TCP players are encoded and
+//! written by the room in the tick (a cache lookup and a header each, see
+//! [`crate::slot`]); a view's or a budget's own body is encoded by the player's writer
+//! task, in parallel across cores, never in the tick.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
