@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::bots::bots_binary;
 use common::proxy::Proxy;
 use common::*;
 use glam::Vec2;
@@ -320,27 +321,6 @@ async fn a_swarm_signing_its_tokens_puts_every_bot_in_as_its_own_player() {
         report.close_codes
     );
     server.stop().await.unwrap();
-}
-
-/// The `tickcast-bots` binary, built by cargo for this test (it belongs to the client
-/// crate, so cargo does not build it for the root package's tests on its own).
-fn bots_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "tickcast-client",
-            "--bin",
-            "tickcast-bots",
-        ])
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "cargo build of tickcast-bots: {status}");
-    // This test runs from <target>/<profile>/deps/; the binary is in <target>/<profile>/.
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    profile_dir.join(format!("tickcast-bots{}", std::env::consts::EXE_SUFFIX))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,36 +11,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use common::accounting::{left_out, LeftOut};
+use common::bots::bots_binary;
 use common::*;
 
 const BOTS: u64 = 20;
 const ROOM: &str = "verify";
-
-/// The `tickcast-bots` binary, built by cargo for this test (it belongs to the client
-/// crate, so cargo does not build it for the root package's tests on its own).
-fn bots_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "tickcast-client",
-            "--bin",
-            "tickcast-bots",
-        ])
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "cargo build of tickcast-bots: {status}");
-    // This test runs from <target>/<profile>/deps/; the binary is in <target>/<profile>/.
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    profile_dir.join(format!("tickcast-bots{}", std::env::consts::EXE_SUFFIX))
-}
 
 /// Runs `BOTS` bots for two seconds with `--verify-fraction fraction`; returns the JSON
 /// report and the text summary.

@@ -8,6 +8,7 @@
 
 pub mod accounting;
 pub mod auth;
+pub mod bots;
 pub mod browser;
 pub mod proxy;
 pub mod raw;
